@@ -1,0 +1,225 @@
+"""The ``autoseg`` command line: argparse only.
+
+Each subcommand has an ``_add_<name>`` function declaring its options and a ``_run_<name>``
+handler that makes one library call; both are registered in :data:`COMMANDS`. Heavy imports
+(torch, ...) happen inside handlers so ``autoseg --help`` starts fast.
+
+Exit codes: 0 success; 2 usage errors and any :class:`~autoseg.errors.AutosegError` (one
+line, no traceback); 1 an unexpected exception (a bug: traceback printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from autoseg import __version__
+from autoseg.errors import AutosegError
+
+__all__ = ["COMMANDS", "main", "parse_folds", "parse_size"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (``autoseg CMD: error: ...``) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def parse_folds(text: str, num_folds: int = 5) -> list[int | str]:
+    """Parse ``fold=0..4``, ``fold=2``, ``fold=0,2``, ``fold=all`` (or the bare value).
+
+    Returns:
+        Sorted fold indices, or ``["all"]`` for training on every case.
+
+    Raises:
+        argparse.ArgumentTypeError: on anything else, or a fold outside ``0..num_folds-1``.
+    """
+    value = text.strip()
+    if value.startswith("fold="):
+        value = value[len("fold="):]
+    if value == "all":
+        return ["all"]
+    folds: set[int] = set()
+    for part in value.split(","):
+        match = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", part.strip())
+        if not match:
+            raise argparse.ArgumentTypeError(
+                f"invalid fold {text!r}; expected fold=K, fold=A..B, fold=A,B or fold=all"
+            )
+        start = int(match.group(1))
+        stop = int(match.group(2)) if match.group(2) is not None else start
+        if stop < start:
+            raise argparse.ArgumentTypeError(f"invalid fold range {part!r}: {start=} > {stop=}")
+        folds.update(range(start, stop + 1))
+    bad = sorted(f for f in folds if f >= num_folds)
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"fold {bad[0]} out of range; folds are 0..{num_folds - 1} (or 'all')"
+        )
+    return sorted(folds)
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Parse a memory size such as ``11GB``, ``11GiB``, ``512MB`` or ``8e9`` into bytes.
+
+    Raises:
+        argparse.ArgumentTypeError: if the text is not a positive size.
+    """
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGT]?I?B?)\s*", text.upper())
+    if not match or match.group(2) not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}; expected e.g. 11GB, 11GiB or 512MB"
+        )
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return size
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_work(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--work", type=Path, default=None, metavar="DIR",
+        help="workspace folder holding every artefact (default: $AUTOSEG_WORK, else ./autoseg_work)",
+    )
+
+
+def _workspace(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from autoseg.workspace import Workspace, resolve_work_dir
+
+    return Workspace(resolve_work_dir(args.work))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", type=Path, help="dataset folder (nnU-Net v2 raw or MSD) or CSV manifest")
+    p.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
+    p.add_argument("-np", "--num-workers", type=_positive_int, default=2, metavar="N",
+                   help="parallel processes reading images (default: 2)")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from autoseg.data.verify import run_verify_command
+
+    return run_verify_command(args.dataset, as_json=args.json, num_workers=args.num_workers)
+
+
+def _add_demo_data(p: argparse.ArgumentParser) -> None:
+    from autoseg.data.synthetic import add_generator_arguments
+
+    p.add_argument("out", type=Path, help="folder to write the dataset into (nnU-Net v2 format)")
+    add_generator_arguments(p)
+
+
+def _run_demo_data(args: argparse.Namespace) -> int:
+    from autoseg.data.synthetic import generate_from_args
+
+    return generate_from_args(args)
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    _add_work(p)
+    p.add_argument("--quick", action="store_true", help="a ~2 minute version (used by tests)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the phantom generator and training")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from autoseg.demo import run_demo
+
+    return run_demo(_workspace(args), quick=args.quick, seed=args.seed)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its one-line help, its option declarations and its handler."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command("run the whole pipeline on a built-in phantom dataset", _add_demo, _run_demo),
+    "demo-data": Command("generate a synthetic phantom dataset (nnU-Net v2 format)",
+                         _add_demo_data, _run_demo_data),
+    "verify": Command("check a dataset for everything training would trip on",
+                      _add_verify, _run_verify),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered command."""
+    parser = _Parser(
+        prog="autoseg",
+        description="Self-configuring 3D medical image segmentation (DeepMedic + 3D U-Net).",
+    )
+    parser.add_argument("--version", action="version", version=f"autoseg {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings only, no bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, command in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(sub_parser)
+        sub_parser.set_defaults(handler=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status (0 ok, 1 bug, 2 usage or input error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from autoseg.log import set_verbosity
+
+    set_verbosity(
+        logging.DEBUG if args.verbose or args.debug
+        else logging.WARNING if args.quiet else logging.INFO
+    )
+    try:
+        return int(args.handler(args))
+    except AutosegError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"autoseg: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autoseg: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("autoseg: internal error (a bug): please report the traceback above",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,223 @@
+"""Read and write images with their geometry: NIfTI via nibabel, NRRD/MHA/MHD via SimpleITK.
+
+Arrays come back in array order ``(Z, Y, X)``, or ``(C, Z, Y, X)`` for 4D files whose
+fourth axis holds channels (see :mod:`autoseg.data.geometry`). Writes are atomic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from autoseg.atomic import atomic_path
+from autoseg.data.geometry import Geometry
+from autoseg.errors import DatasetError
+
+__all__ = [
+    "NIFTI_ENDINGS",
+    "SITK_ENDINGS",
+    "SUPPORTED_ENDINGS",
+    "file_ending",
+    "read_geometry",
+    "read_image",
+    "write_image",
+]
+
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+SITK_ENDINGS = (".nrrd", ".nhdr", ".mha", ".mhd")
+SUPPORTED_ENDINGS = NIFTI_ENDINGS + SITK_ENDINGS
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def file_ending(path: Path | str) -> str:
+    """The supported ending of ``path`` (``.nii.gz``, ``.nrrd``, ...).
+
+    Raises:
+        DatasetError: if the ending is not one autoseg reads.
+    """
+    name = Path(path).name.lower()
+    for ending in SUPPORTED_ENDINGS:
+        if name.endswith(ending):
+            return ending
+    raise DatasetError(
+        f"unsupported image format; expected one of {', '.join(SUPPORTED_ENDINGS)}", path=path
+    )
+
+
+def _is_nifti(path: Path) -> bool:
+    return file_ending(path) in NIFTI_ENDINGS
+
+
+def read_geometry(path: Path | str) -> tuple[Geometry, int]:
+    """Read only the header: the geometry and the number of channels (1 for 3D images).
+
+    Raises:
+        DatasetError: if the file is missing, unreadable or not 3D/4D.
+    """
+    path = Path(path)
+    _check_exists(path)
+    try:
+        if _is_nifti(path):
+            img = nib.load(str(path))
+            shape_ijk = img.shape
+            _check_ndim(path, len(shape_ijk))
+            channels = shape_ijk[3] if len(shape_ijk) == 4 else 1
+            return Geometry.from_affine(img.affine, tuple(shape_ijk[:3][::-1])), channels
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        _check_ndim(path, reader.GetDimension())
+        size = reader.GetSize()
+        geometry = _sitk_geometry(
+            size[:3][::-1], reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+        )
+        return geometry, reader.GetNumberOfComponents()
+    except DatasetError:
+        raise
+    except Exception as err:
+        raise DatasetError(f"cannot read image header: {_reason(err)}", path=path) from None
+
+
+def read_image(path: Path | str) -> tuple[np.ndarray, Geometry]:
+    """Read voxels and geometry.
+
+    Returns:
+        ``(array, geometry)``: array (Z, Y, X) for 3D files, (C, Z, Y, X) for 4D files,
+        in the file's stored dtype (scaled data come back as floats).
+
+    Raises:
+        DatasetError: if the file is missing, truncated, unreadable or not 3D/4D.
+    """
+    path = Path(path)
+    _check_exists(path)
+    try:
+        if _is_nifti(path):
+            img = nib.load(str(path))
+            _check_ndim(path, len(img.shape))
+            data = np.asanyarray(img.dataobj)
+            array = data.transpose(2, 1, 0) if data.ndim == 3 else data.transpose(3, 2, 1, 0)
+            geometry = Geometry.from_affine(img.affine, tuple(img.shape[:3][::-1]))
+            return np.ascontiguousarray(array), geometry
+        image = sitk.ReadImage(str(path))
+        _check_ndim(path, image.GetDimension())
+        array = sitk.GetArrayFromImage(image)
+        if image.GetNumberOfComponentsPerPixel() > 1:
+            array = np.moveaxis(array, -1, 0)
+        geometry = _sitk_geometry(
+            image.GetSize()[::-1], image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+        )
+        return np.ascontiguousarray(array), geometry
+    except DatasetError:
+        raise
+    except Exception as err:
+        raise DatasetError(f"cannot read image: {_reason(err)}", path=path) from None
+
+
+def write_image(
+    path: Path | str,
+    array: np.ndarray,
+    geometry: Geometry,
+    *,
+    reference: Path | str | None = None,
+) -> None:
+    """Write a 3D array (Z, Y, X) with its geometry, atomically.
+
+    With ``reference`` (an image of the same format and shape), the reference's header
+    geometry is copied bit for bit — NIfTI qform/sform and their codes, or ITK spacing,
+    origin and direction — so the output lines up with the reference exactly.
+
+    Raises:
+        ValueError: if the array is not 3D or its shape differs from ``geometry.shape``.
+    """
+    path = Path(path)
+    if array.ndim != 3 or tuple(array.shape) != tuple(geometry.shape):
+        raise ValueError(f"array shape {array.shape} does not match geometry {geometry.shape}")
+    reference = Path(reference) if reference is not None else None
+    if reference is not None and _is_nifti(reference) != _is_nifti(path):
+        reference = None
+    with atomic_path(path) as tmp:
+        if _is_nifti(path):
+            _write_nifti(tmp, array, geometry, reference)
+        else:
+            _write_sitk(tmp, array, geometry, reference)
+
+
+def _write_nifti(tmp: Path, array: np.ndarray, geometry: Geometry, ref: Path | None) -> None:
+    data = np.ascontiguousarray(array.transpose(2, 1, 0))
+    if ref is not None:
+        ref_header = nib.load(str(ref)).header
+        header = nib.Nifti1Header()
+        sform, sform_code = ref_header.get_sform(coded=True)
+        qform, qform_code = ref_header.get_qform(coded=True)
+        header.set_xyzt_units(*ref_header.get_xyzt_units())
+        img = nib.Nifti1Image(data, None, header)
+        img.header.set_zooms(ref_header.get_zooms()[:3])
+        # Copy the raw quaternion fields, not the matrix: set_qform would re-quantise.
+        for key in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y",
+                    "qoffset_z", "srow_x", "srow_y", "srow_z"):
+            img.header[key] = ref_header[key]
+        img.header["pixdim"][0] = ref_header["pixdim"][0]
+        img.header["qform_code"] = int(qform_code or 0)
+        img.header["sform_code"] = int(sform_code or 0)
+        if sform is None and qform is None:
+            img.header.set_sform(geometry.affine, code=1)
+        img.update_header = lambda: None  # type: ignore[method-assign]
+    else:
+        img = nib.Nifti1Image(data, geometry.affine)
+        img.header.set_qform(geometry.affine, code=1)
+        img.header.set_sform(geometry.affine, code=1)
+    img.header.set_data_dtype(data.dtype)
+    img.header["scl_slope"] = np.nan
+    img.header["scl_inter"] = np.nan
+    nib.save(img, str(tmp))
+
+
+def _write_sitk(tmp: Path, array: np.ndarray, geometry: Geometry, ref: Path | None) -> None:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    if ref is not None:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(ref))
+        reader.ReadImageInformation()
+        image.SetSpacing(reader.GetSpacing())
+        image.SetOrigin(reader.GetOrigin())
+        image.SetDirection(reader.GetDirection())
+    else:
+        image.SetSpacing(tuple(geometry.spacing[::-1]))
+        ras = np.asarray(geometry.origin)
+        image.SetOrigin(tuple(float(v) for v in _LPS_TO_RAS @ ras))
+        direction = _LPS_TO_RAS @ geometry.direction_matrix
+        image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def _sitk_geometry(
+    shape_zyx: tuple[int, ...], spacing_ijk: tuple[float, ...], origin_lps: tuple[float, ...],
+    direction_lps: tuple[float, ...],
+) -> Geometry:
+    origin = _LPS_TO_RAS @ np.asarray(origin_lps[:3], dtype=np.float64)
+    direction = _LPS_TO_RAS @ np.asarray(direction_lps, dtype=np.float64).reshape(3, 3)
+    return Geometry(
+        shape=tuple(int(v) for v in shape_zyx[-3:]),  # type: ignore[arg-type]
+        spacing=tuple(float(v) for v in spacing_ijk[:3][::-1]),  # type: ignore[arg-type]
+        origin=tuple(float(v) for v in origin),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in direction.ravel()),  # type: ignore[arg-type]
+    )
+
+
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise DatasetError("file not found", path=path)
+
+
+def _check_ndim(path: Path, ndim: int) -> None:
+    if ndim not in (3, 4):
+        raise DatasetError(f"expected a 3D image (or 4D with channels), got {ndim}D", path=path)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__

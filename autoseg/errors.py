@@ -1,0 +1,62 @@
+"""Errors autoseg raises for bad input: one line naming the case, the file and what is wrong.
+
+The CLI prints ``autoseg: error: <str(err)>`` and exits with status 2 for every
+:class:`AutosegError`; anything else is a bug and exits 1 with a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "AutosegError",
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "InputError",
+    "PlansError",
+]
+
+
+class AutosegError(Exception):
+    """Base class of every user-facing error.
+
+    Args:
+        message: What is wrong, stating the rule and the offending value.
+        case_id: The case the problem belongs to, if any.
+        path: The file the problem was found in, if any.
+    """
+
+    def __init__(
+        self, message: str, *, case_id: str | None = None, path: Path | str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.case_id = case_id
+        self.path = Path(path) if path is not None else None
+
+    def __str__(self) -> str:
+        where = " ".join(
+            part for part in (self.case_id, str(self.path) if self.path else None) if part
+        )
+        return f"{where}: {self.message}" if where else self.message
+
+
+class DatasetError(AutosegError):
+    """A dataset folder, manifest or image is missing, malformed or inconsistent."""
+
+
+class InputError(AutosegError):
+    """An input given to ``predict`` or ``evaluate`` cannot be used."""
+
+
+class PlansError(AutosegError):
+    """plans.json (or another JSON artefact) is missing, malformed or of another version."""
+
+
+class CheckpointError(AutosegError):
+    """A checkpoint is missing, truncated, corrupted or does not match the plan."""
+
+
+class ConfigError(AutosegError):
+    """A command-line option or configuration value is invalid."""
