@@ -47,7 +47,7 @@ def parse_folds(text: str, num_folds: int = 5) -> list[int | str]:
     """
     value = text.strip()
     if value.startswith("fold="):
-        value = value[len("fold="):]
+        value = value[len("fold=") :]
     if value == "all":
         return ["all"]
     folds: set[int] = set()
@@ -70,8 +70,18 @@ def parse_folds(text: str, num_folds: int = 5) -> list[int | str]:
     return sorted(folds)
 
 
-_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def parse_size(text: str) -> int:
@@ -103,8 +113,11 @@ def _positive_int(text: str) -> int:
 
 def _add_work(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--work", type=Path, default=None, metavar="DIR",
-        help="workspace folder holding every artefact (default: $AUTOSEG_WORK, else ./autoseg_work)",
+        "--work",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="workspace folder of every artefact (default: $AUTOSEG_WORK, else ./autoseg_work)",
     )
 
 
@@ -118,10 +131,18 @@ def _workspace(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _add_verify(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", type=Path, help="dataset folder (nnU-Net v2 raw or MSD) or CSV manifest")
+    p.add_argument(
+        "dataset", type=Path, help="dataset folder (nnU-Net v2 raw or MSD) or CSV manifest"
+    )
     p.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
-    p.add_argument("-np", "--num-workers", type=_positive_int, default=2, metavar="N",
-                   help="parallel processes reading images (default: 2)")
+    p.add_argument(
+        "-np",
+        "--num-workers",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="parallel processes reading images (default: 2)",
+    )
 
 
 def _run_verify(args: argparse.Namespace) -> int:
@@ -155,6 +176,120 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(_workspace(args), quick=args.quick, seed=args.seed)
 
 
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pred", type=Path, help="folder of predicted label maps")
+    p.add_argument("gt", type=Path, help="folder of reference label maps (matched by file name)")
+    p.add_argument(
+        "--labels",
+        type=int,
+        nargs="+",
+        metavar="L",
+        help="label values to score (default: the dataset.json's, else every "
+        "non-zero value in the references)",
+    )
+    p.add_argument(
+        "--regions",
+        metavar="FILE_OR_JSON",
+        help="regions as a JSON file or string, e.g. '{\"whole tumour\": [1, 2, 3]}'",
+    )
+    p.add_argument(
+        "--dataset-json",
+        type=Path,
+        metavar="PATH",
+        help="dataset.json giving labels and regions (list-valued labels entries)",
+    )
+    p.add_argument(
+        "--nsd-tolerance",
+        type=float,
+        default=1.0,
+        metavar="MM",
+        help="tolerance of the normalised surface Dice in mm (default: 1.0)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder for metrics.csv and summary.json (default: PRED)",
+    )
+    p.add_argument(
+        "-np",
+        "--num-workers",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="parallel processes scoring cases (default: 2)",
+    )
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from autoseg.evaluation import evaluate_and_write, format_table
+
+    summary = evaluate_and_write(
+        args.pred,
+        args.gt,
+        labels=args.labels,
+        regions=args.regions,
+        dataset_json=args.dataset_json,
+        nsd_tolerance_mm=args.nsd_tolerance,
+        out_dir=args.out,
+        num_workers=args.num_workers,
+    )
+    print(format_table(summary))
+    return 0
+
+
+def _add_plan(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "dataset", type=Path, help="dataset folder (nnU-Net v2 raw or MSD) or CSV manifest"
+    )
+    _add_work(p)
+    p.add_argument(
+        "--gpu-memory",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="plan for a GPU with this much memory (e.g. 11GB), found or not",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default=None,
+        help="plan for this device (default: CUDA when available, else CPU)",
+    )
+    p.add_argument(
+        "--heuristics",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON overrides of the planner heuristics (e.g. best_heuristics.json)",
+    )
+    p.add_argument(
+        "-np",
+        "--num-workers",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="parallel processes for fingerprinting and preprocessing (default: 2)",
+    )
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from autoseg.planner.run import run_plan
+    from autoseg.planner.summary import format_plan_summary
+
+    report = run_plan(
+        args.dataset,
+        _workspace(args),
+        heuristics_path=args.heuristics,
+        device=args.device,
+        gpu_memory_bytes=args.gpu_memory,
+        num_workers=args.num_workers,
+    )
+    print(format_plan_summary(report))
+    return 0
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its one-line help, its option declarations and its handler."""
@@ -166,10 +301,18 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command("run the whole pipeline on a built-in phantom dataset", _add_demo, _run_demo),
-    "demo-data": Command("generate a synthetic phantom dataset (nnU-Net v2 format)",
-                         _add_demo_data, _run_demo_data),
-    "verify": Command("check a dataset for everything training would trip on",
-                      _add_verify, _run_verify),
+    "demo-data": Command(
+        "generate a synthetic phantom dataset (nnU-Net v2 format)", _add_demo_data, _run_demo_data
+    ),
+    "plan": Command("verify, fingerprint, plan and preprocess a dataset", _add_plan, _run_plan),
+    "verify": Command(
+        "check a dataset for everything training would trip on", _add_verify, _run_verify
+    ),
+    "evaluate": Command(
+        "score predicted label maps against references (Dice, HD95, NSD, ...)",
+        _add_evaluate,
+        _run_evaluate,
+    ),
 }
 
 
@@ -205,8 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from autoseg.log import set_verbosity
 
     set_verbosity(
-        logging.DEBUG if args.verbose or args.debug
-        else logging.WARNING if args.quiet else logging.INFO
+        logging.DEBUG
+        if args.verbose or args.debug
+        else logging.WARNING
+        if args.quiet
+        else logging.INFO
     )
     try:
         return int(args.handler(args))
@@ -220,6 +366,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception:
         traceback.print_exc()
-        print("autoseg: internal error (a bug): please report the traceback above",
-              file=sys.stderr)
+        print("autoseg: internal error (a bug): please report the traceback above", file=sys.stderr)
         return 1

@@ -35,11 +35,21 @@ class AutosegError(Exception):
         self.case_id = case_id
         self.path = Path(path) if path is not None else None
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep case and path when the error crosses a process boundary (worker pools).
+        return (_rebuild, (type(self), self.message, self.case_id, self.path))
+
     def __str__(self) -> str:
         where = " ".join(
             part for part in (self.case_id, str(self.path) if self.path else None) if part
         )
         return f"{where}: {self.message}" if where else self.message
+
+
+def _rebuild(
+    cls: type[AutosegError], message: str, case_id: str | None, path: Path | None
+) -> AutosegError:
+    return cls(message, case_id=case_id, path=path)
 
 
 class DatasetError(AutosegError):

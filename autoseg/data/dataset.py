@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 from autoseg.errors import DatasetError
+from autoseg.frozendict import FrozenDict
 
 __all__ = ["Case", "Dataset", "detect_format", "load_dataset"]
 
@@ -72,8 +72,8 @@ class Dataset:
     source: Path | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
-        object.__setattr__(self, "regions", MappingProxyType(dict(self.regions)))
+        object.__setattr__(self, "labels", FrozenDict(dict(self.labels)))
+        object.__setattr__(self, "regions", FrozenDict(dict(self.regions)))
 
     @property
     def num_channels(self) -> int:

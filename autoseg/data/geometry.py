@@ -80,7 +80,11 @@ class Geometry:
         return Geometry(shape, self.spacing, self.origin, self.direction)
 
     def differences(
-        self, other: Geometry, *, spacing_tol: float = 1e-3, origin_tol_mm: float = 1e-3,
+        self,
+        other: Geometry,
+        *,
+        spacing_tol: float = 1e-3,
+        origin_tol_mm: float = 1e-3,
         direction_tol: float = 1e-4,
     ) -> list[str]:
         """Human-readable differences to ``other`` beyond the tolerances (empty if they agree).

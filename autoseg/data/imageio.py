@@ -7,6 +7,7 @@ fourth axis holds channels (see :mod:`autoseg.data.geometry`). Writes are atomic
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -61,7 +62,7 @@ def read_geometry(path: Path | str) -> tuple[Geometry, int]:
     _check_exists(path)
     try:
         if _is_nifti(path):
-            img = nib.load(str(path))
+            img = _load_nifti(path)
             shape_ijk = img.shape
             _check_ndim(path, len(shape_ijk))
             channels = shape_ijk[3] if len(shape_ijk) == 4 else 1
@@ -95,7 +96,7 @@ def read_image(path: Path | str) -> tuple[np.ndarray, Geometry]:
     _check_exists(path)
     try:
         if _is_nifti(path):
-            img = nib.load(str(path))
+            img = _load_nifti(path)
             _check_ndim(path, len(img.shape))
             data = np.asanyarray(img.dataobj)
             array = data.transpose(2, 1, 0) if data.ndim == 3 else data.transpose(3, 2, 1, 0)
@@ -148,7 +149,7 @@ def write_image(
 def _write_nifti(tmp: Path, array: np.ndarray, geometry: Geometry, ref: Path | None) -> None:
     data = np.ascontiguousarray(array.transpose(2, 1, 0))
     if ref is not None:
-        ref_header = nib.load(str(ref)).header
+        ref_header = _load_nifti(ref).header
         header = nib.Nifti1Header()
         sform, sform_code = ref_header.get_sform(coded=True)
         qform, qform_code = ref_header.get_qform(coded=True)
@@ -156,8 +157,17 @@ def _write_nifti(tmp: Path, array: np.ndarray, geometry: Geometry, ref: Path | N
         img = nib.Nifti1Image(data, None, header)
         img.header.set_zooms(ref_header.get_zooms()[:3])
         # Copy the raw quaternion fields, not the matrix: set_qform would re-quantise.
-        for key in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y",
-                    "qoffset_z", "srow_x", "srow_y", "srow_z"):
+        for key in (
+            "quatern_b",
+            "quatern_c",
+            "quatern_d",
+            "qoffset_x",
+            "qoffset_y",
+            "qoffset_z",
+            "srow_x",
+            "srow_y",
+            "srow_z",
+        ):
             img.header[key] = ref_header[key]
         img.header["pixdim"][0] = ref_header["pixdim"][0]
         img.header["qform_code"] = int(qform_code or 0)
@@ -194,7 +204,9 @@ def _write_sitk(tmp: Path, array: np.ndarray, geometry: Geometry, ref: Path | No
 
 
 def _sitk_geometry(
-    shape_zyx: tuple[int, ...], spacing_ijk: tuple[float, ...], origin_lps: tuple[float, ...],
+    shape_zyx: tuple[int, ...],
+    spacing_ijk: tuple[float, ...],
+    origin_lps: tuple[float, ...],
     direction_lps: tuple[float, ...],
 ) -> Geometry:
     origin = _LPS_TO_RAS @ np.asarray(origin_lps[:3], dtype=np.float64)
@@ -205,6 +217,11 @@ def _sitk_geometry(
         origin=tuple(float(v) for v in origin),  # type: ignore[arg-type]
         direction=tuple(float(v) for v in direction.ravel()),  # type: ignore[arg-type]
     )
+
+
+def _load_nifti(path: Path) -> Any:
+    """nibabel image of a NIfTI file (typed loosely: nibabel's stubs name a base class)."""
+    return nib.load(str(path))
 
 
 def _check_exists(path: Path) -> None:

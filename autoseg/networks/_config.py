@@ -1,0 +1,112 @@
+"""Strict parsing helpers shared by the network configuration dataclasses (no torch here).
+
+Every helper raises :class:`~autoseg.errors.ConfigError` naming the config class and the field,
+echoing the offending value, so a bad ``plans.json`` entry gives one clear line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from autoseg.errors import ConfigError
+
+__all__ = [
+    "as_bool",
+    "as_float_tuple",
+    "as_int",
+    "as_int_tuple",
+    "as_triple",
+    "as_triple_tuple",
+    "check_keys",
+    "choice_error",
+]
+
+
+def choice_error(what: str, value: object, choices: Iterable[str]) -> ConfigError:
+    """A ConfigError for an unknown enumeration value, listing choices and the nearest one."""
+    options = sorted(choices)
+    close = difflib.get_close_matches(str(value), options, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown {what} {value!r}; choose one of {options}{hint}")
+
+
+def check_keys(owner: str, data: Mapping[str, Any], expected: Iterable[str]) -> None:
+    """Raise unless ``data`` has exactly the ``expected`` keys (none missing, none unknown)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{owner}: expected a JSON object, got {type(data).__name__}")
+    wanted = list(expected)
+    missing = [k for k in wanted if k not in data]
+    unknown = sorted(str(k) for k in data if k not in wanted)
+    if missing or unknown:
+        raise ConfigError(
+            f"{owner}: missing keys {missing}, unknown keys {unknown}; expected keys {wanted}"
+        )
+
+
+def as_int(owner: str, name: str, value: Any, minimum: int | None = None) -> int:
+    """Convert an integral value (Python or numpy int, integral float) to ``int``.
+
+    Raises:
+        ConfigError: for booleans, non-integral values or values below ``minimum``.
+    """
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ConfigError(f"{owner}: `{name}` must be an integer, got {value!r}")
+    result = int(value)
+    if minimum is not None and result < minimum:
+        raise ConfigError(f"{owner}: `{name}` must be >= {minimum}, got {result}")
+    return result
+
+
+def as_bool(owner: str, name: str, value: Any) -> bool:
+    """Accept Python or numpy booleans only (no 0/1, no strings)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ConfigError(f"{owner}: `{name}` must be true or false, got {value!r}")
+
+
+def _as_sequence(owner: str, name: str, value: Any) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise ConfigError(f"{owner}: `{name}` must be a list, got {value!r}")
+    return tuple(value)
+
+
+def as_int_tuple(owner: str, name: str, value: Any, minimum: int | None = None) -> tuple[int, ...]:
+    """Convert a sequence of integers to a tuple of ``int`` (each checked by :func:`as_int`)."""
+    items = _as_sequence(owner, name, value)
+    return tuple(as_int(owner, f"{name}[{i}]", v, minimum) for i, v in enumerate(items))
+
+
+def as_float_tuple(owner: str, name: str, value: Any) -> tuple[float, ...]:
+    """Convert a sequence of real numbers to a tuple of ``float``."""
+    items = _as_sequence(owner, name, value)
+    result = []
+    for i, v in enumerate(items):
+        if isinstance(v, bool) or not hasattr(v, "__float__"):
+            raise ConfigError(f"{owner}: `{name}[{i}]` must be a number, got {v!r}")
+        result.append(float(v))
+    return tuple(result)
+
+
+def as_triple(
+    owner: str, name: str, value: Any, minimum: int | None = None
+) -> tuple[int, int, int]:
+    """Convert a per-axis (Z, Y, X) triple of integers."""
+    items = as_int_tuple(owner, name, value, minimum)
+    if len(items) != 3:
+        raise ConfigError(f"{owner}: `{name}` needs 3 values (Z, Y, X), got {list(items)}")
+    return items[0], items[1], items[2]
+
+
+def as_triple_tuple(
+    owner: str, name: str, value: Any, minimum: int | None = None
+) -> tuple[tuple[int, int, int], ...]:
+    """Convert a sequence of per-axis triples (e.g. one kernel size per layer)."""
+    items = _as_sequence(owner, name, value)
+    return tuple(as_triple(owner, f"{name}[{i}]", v, minimum) for i, v in enumerate(items))

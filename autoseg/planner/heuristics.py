@@ -1,0 +1,217 @@
+"""Every number the planner uses, in one frozen dataclass with defaults.
+
+``autoseg plan --heuristics FILE`` loads a JSON object of overrides (unknown keys are an
+error); plans.json records the full set used. ``autoseg tune`` samples these fields (the
+search space is declared in :mod:`autoseg.planner.search_space`). No planner module
+hard-codes a heuristic number elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoseg.errors import ConfigError
+
+__all__ = ["PlannerHeuristics", "load_heuristics"]
+
+
+@dataclass(frozen=True)
+class PlannerHeuristics:
+    """Named planner heuristics. Spacings in mm, memory in bytes, compute in GFLOP.
+
+    Target spacing and anisotropy:
+        spacing_percentile: Percentile of the case spacings used per axis (50 = median).
+        anisotropy_threshold: An axis whose target spacing exceeds this many times the finest
+            axis makes the data "strongly anisotropic" (separate-axis resampling, 1x3x3 kernels).
+        anisotropic_axis_percentile: Percentile used for the coarse axis of strongly
+            anisotropic data (a lower value gives a finer target along that axis).
+        anisotropic_voxel_ratio: The coarse-axis percentile rule applies only when the median
+            image also has this many times fewer voxels along the coarse axis.
+        nonzero_mask_crop_ratio: Z-score inside the non-zero mask when cropping to it keeps at
+            most this fraction of the median image volume.
+
+    U-Net topology, patch and batch:
+        unet_base_features / unet_max_features: Features of stage 0 (doubling per stage) and
+            their cap, when planning for a GPU.
+        cpu_unet_base_features / cpu_unet_max_features: The same when planning for a CPU.
+        unet_convs_per_stage: Convolutions per encoder and decoder stage.
+        unet_min_feature_map: Smallest edge (voxels) a feature map may be pooled down to.
+        unet_max_pool_per_axis: Most poolings along any axis.
+        unet_pool_spacing_ratio: An axis is pooled (and gets 3-kernels) only when its current
+            spacing is within this factor of the finest current spacing.
+        unet_initial_patch_voxels: Patch volume the search starts from (shaped isotropic in
+            mm, clipped to the median image shape), before shrinking to fit.
+        unet_min_batch_size: Smallest batch; the patch shrinks until this batch fits.
+        unet_max_batch_size: Largest batch the planner will choose.
+        unet_max_dataset_fraction: Batch x patch voxels may cover at most this fraction of
+            the dataset's voxels.
+        unet_foreground_oversample: Fraction of each batch forced to contain foreground.
+
+    DeepMedic:
+        deepmedic_subsample_factors: Downsampling factor of each subsampled pathway (isotropic
+            data; adapted per axis to anisotropy).
+        deepmedic_feature_scale: Multiplier on DeepMedic's default feature counts (GPU).
+        cpu_deepmedic_feature_scale: The same when planning for a CPU.
+        deepmedic_max_train_output: Largest training output segment edge (voxels, finest axis).
+        deepmedic_min_train_output: Smallest training output segment edge.
+        deepmedic_inference_output: Inference output segment edge (finest axis).
+        deepmedic_min_batch_size / deepmedic_max_batch_size: Batch range of segments.
+
+    Class balance:
+        class_weight_power: Sampling weight of a class is proportional to its voxel frequency
+            to the power of minus this (0 = frequency-blind, 1 = fully balanced).
+
+    Memory and compute targets:
+        memory_safety_margin: Fraction of the memory target the estimate may use.
+        cpu_ram_fraction: Fraction of physical RAM used as the target when planning for CPU.
+        cpu_gflops_per_core: Sustained training throughput assumed per CPU core.
+        cpu_seconds_per_iteration: Target duration of one training iteration on CPU; the
+            patch and batch shrink until the estimated compute fits.
+    """
+
+    spacing_percentile: float = 50.0
+    anisotropy_threshold: float = 3.0
+    anisotropic_axis_percentile: float = 10.0
+    anisotropic_voxel_ratio: float = 3.0
+    nonzero_mask_crop_ratio: float = 0.75
+
+    unet_base_features: int = 32
+    unet_max_features: int = 320
+    cpu_unet_base_features: int = 16
+    cpu_unet_max_features: int = 128
+    unet_convs_per_stage: int = 2
+    unet_min_feature_map: int = 4
+    unet_max_pool_per_axis: int = 5
+    unet_pool_spacing_ratio: float = 2.0
+    unet_initial_patch_voxels: int = 256**3
+    unet_min_batch_size: int = 2
+    unet_max_batch_size: int = 64
+    unet_max_dataset_fraction: float = 0.05
+    unet_foreground_oversample: float = 0.33
+
+    deepmedic_subsample_factors: tuple[int, ...] = (3, 5)
+    deepmedic_feature_scale: float = 1.0
+    cpu_deepmedic_feature_scale: float = 0.5
+    deepmedic_max_train_output: int = 21
+    deepmedic_min_train_output: int = 5
+    deepmedic_inference_output: int = 45
+    deepmedic_min_batch_size: int = 4
+    deepmedic_max_batch_size: int = 32
+
+    class_weight_power: float = 0.5
+
+    memory_safety_margin: float = 0.85
+    cpu_ram_fraction: float = 0.25
+    cpu_gflops_per_core: float = 10.0
+    cpu_seconds_per_iteration: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "deepmedic_subsample_factors":
+                value = tuple(int(v) for v in value)
+                object.__setattr__(self, f.name, value)
+                if any(v < 2 for v in value):
+                    raise ConfigError(f"{f.name} must all be >= 2, got {value}")
+                continue
+            cast = int if f.type in ("int", int) else float
+            value = cast(value)
+            object.__setattr__(self, f.name, value)
+            if value <= 0 and f.name != "class_weight_power":
+                raise ConfigError(f"heuristic {f.name} must be positive, got {value}")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        for name in (
+            "memory_safety_margin",
+            "cpu_ram_fraction",
+            "unet_max_dataset_fraction",
+            "unet_foreground_oversample",
+            "nonzero_mask_crop_ratio",
+        ):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ConfigError(f"heuristic {name} must be in (0, 1], got {value}")
+        for name in ("spacing_percentile", "anisotropic_axis_percentile"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ConfigError(
+                    f"heuristic {name} must be in [0, 100], got {getattr(self, name)}"
+                )
+        if not 0 <= self.class_weight_power <= 1:
+            raise ConfigError(
+                f"class_weight_power must be in [0, 1], got {self.class_weight_power}"
+            )
+        if self.unet_min_batch_size > self.unet_max_batch_size:
+            raise ConfigError(
+                "unet_min_batch_size must be <= unet_max_batch_size, got "
+                f"{self.unet_min_batch_size=} {self.unet_max_batch_size=}"
+            )
+        if self.deepmedic_min_batch_size > self.deepmedic_max_batch_size:
+            raise ConfigError("deepmedic_min_batch_size must be <= deepmedic_max_batch_size")
+        if self.deepmedic_min_train_output > self.deepmedic_max_train_output:
+            raise ConfigError("deepmedic_min_train_output must be <= deepmedic_max_train_output")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (tuples become lists)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, partial: bool = False) -> PlannerHeuristics:
+        """Build from a dict; ``partial`` allows a subset of fields (the rest default).
+
+        Raises:
+            ConfigError: on an unknown key (with the nearest known name), a missing key when
+                not ``partial``, or an out-of-range value.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"heuristics must be a JSON object, got {type(data).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ConfigError(f"unknown heuristic {key!r}{hint} (known: {', '.join(known)})")
+        missing = [k for k in known if k not in data]
+        if missing and not partial:
+            raise ConfigError(f"heuristics are missing keys: {', '.join(missing)}")
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**values)
+
+
+def load_heuristics(path: Path | str | None) -> PlannerHeuristics:
+    """Defaults, overridden by the JSON object in ``path`` (a partial set is allowed).
+
+    ``best_heuristics.json`` written by ``autoseg tune --show`` may wrap the values in a
+    ``"heuristics"`` key; both forms are accepted.
+
+    Raises:
+        ConfigError: if the file is missing, not JSON, or holds unknown / invalid values.
+    """
+    if path is None:
+        return PlannerHeuristics()
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("heuristics file not found", path=path) from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"heuristics file is not valid JSON: {err}", path=path) from None
+    if isinstance(data, dict) and isinstance(data.get("heuristics"), dict):
+        data = data["heuristics"]
+    try:
+        return PlannerHeuristics.from_dict(data, partial=True)
+    except ConfigError as err:
+        raise ConfigError(err.message, path=path) from None
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid heuristic value: {err}", path=path) from None
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value

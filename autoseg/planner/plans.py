@@ -1,0 +1,351 @@
+"""Plans: the frozen, versioned description from which networks, trainers and predictors are built.
+
+``plans.json`` is written by ``autoseg plan`` and read by every later step. Parsing is strict:
+unknown or missing keys raise :class:`~autoseg.errors.PlansError` listing the expected keys.
+Configurations never inherit from each other; every entry is spelled out in full.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoseg import __version__
+from autoseg.atomic import atomic_write_json
+from autoseg.errors import ConfigError, PlansError
+from autoseg.frozendict import FrozenDict
+from autoseg.networks import DeepMedicConfig, UNetConfig, network_config_from_dict
+from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.preprocessing.normalize import ChannelNormalization
+from autoseg.typing import Shape3, Spacing3
+
+__all__ = [
+    "PLANS_SCHEMA_VERSION",
+    "AugmentationPlan",
+    "ConfigurationPlan",
+    "HardwareTarget",
+    "Plans",
+    "load_plans",
+]
+
+PLANS_SCHEMA_VERSION = 1
+
+
+def _strict_keys(cls: type, data: Any, what: str) -> None:
+    if not isinstance(data, dict):
+        raise PlansError(f"{what} must be a JSON object, got {type(data).__name__}")
+    expected = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(expected))
+    missing = [k for k in expected if k not in data]
+    if unknown or missing:
+        raise PlansError(
+            f"{what} has unknown keys {unknown} / missing keys {missing}; "
+            f"expected keys: {', '.join(expected)}"
+        )
+
+
+def _shape(values: Any) -> Shape3:
+    return tuple(int(v) for v in values)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class AugmentationPlan:
+    """Augmentation parameters (batchgenerators) chosen for the data's geometry.
+
+    Angles in degrees per axis (Z, Y, X: rotation *about* that axis). ``rotate_in_plane_only``
+    (strongly anisotropic data) rotates and scales each slice in 2D so thick slices are
+    never interpolated across, as nnU-Net does. Probabilities are per sample.
+    """
+
+    rotation_degrees: tuple[float, float, float] = (30.0, 30.0, 30.0)
+    rotate_in_plane_only: bool = False
+    p_rotation: float = 0.2
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    p_scale: float = 0.2
+    elastic: bool = False
+    p_elastic: float = 0.2
+    mirror_axes: tuple[int, ...] = (0, 1, 2)
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    p_gamma: float = 0.3
+    brightness_range: tuple[float, float] = (0.75, 1.25)
+    p_brightness: float = 0.15
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    p_contrast: float = 0.15
+    noise_variance: tuple[float, float] = (0.0, 0.1)
+    p_noise: float = 0.1
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    p_blur: float = 0.2
+    low_resolution_zoom: tuple[float, float] = (0.5, 1.0)
+    p_low_resolution: float = 0.25
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AugmentationPlan:
+        _strict_keys(cls, data, "augmentation")
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class HardwareTarget:
+    """What the plan was fitted to.
+
+    Attributes:
+        device: "cuda" or "cpu".
+        device_name: e.g. the GPU's name, or the CPU's.
+        memory_target_bytes: Memory the training estimate must stay under.
+        memory_source: "detected" (GPU properties), "--gpu-memory", or "cpu-ram".
+        cpu_count: Logical CPUs seen when planning.
+        compute_budget_gflops: On CPU, the compute allowed per training iteration (GFLOP);
+            None on a GPU, where memory is the binding limit.
+    """
+
+    device: str
+    device_name: str
+    memory_target_bytes: int
+    memory_source: str
+    cpu_count: int
+    compute_budget_gflops: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HardwareTarget:
+        _strict_keys(cls, data, "hardware")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ConfigurationPlan:
+    """One trainable configuration.
+
+    Attributes:
+        name: "unet3d" or "deepmedic".
+        data_identifier: Name of the preprocessed-data folder it trains on.
+        target_spacing: Spacing (mm, Z/Y/X) of that data.
+        network: The network description (``build_network`` input).
+        patch_size: U-Net training patch, or DeepMedic training *output* segment (Z, Y, X).
+        inference_patch_size: U-Net sliding-window patch, or DeepMedic inference output segment.
+        batch_size: Training batch size.
+        precision: "amp" (mixed precision on CUDA) or "fp32".
+        estimated_memory_bytes: Training memory estimate at (patch_size, batch_size).
+        estimated_inference_memory_bytes: Inference memory estimate for one window/segment.
+        estimated_gflops_per_iteration: Training compute of one iteration (forward+backward).
+        foreground_oversample: Fraction of each U-Net batch forced to contain foreground.
+        augmentation: Augmentation parameters.
+    """
+
+    name: str
+    data_identifier: str
+    target_spacing: Spacing3
+    network: UNetConfig | DeepMedicConfig
+    patch_size: Shape3
+    inference_patch_size: Shape3
+    batch_size: int
+    precision: str
+    estimated_memory_bytes: int
+    estimated_inference_memory_bytes: int
+    estimated_gflops_per_iteration: float
+    foreground_oversample: float
+    augmentation: AugmentationPlan
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        data["network"] = self.network.to_dict()
+        data["augmentation"] = self.augmentation.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ConfigurationPlan:
+        _strict_keys(cls, data, "configuration")
+        try:
+            network = network_config_from_dict(data["network"])
+        except (ConfigError, TypeError, ValueError, KeyError) as err:
+            raise PlansError(
+                f"invalid network in configuration {data.get('name')!r}: {err}"
+            ) from None
+        return cls(
+            name=str(data["name"]),
+            data_identifier=str(data["data_identifier"]),
+            target_spacing=tuple(float(v) for v in data["target_spacing"]),  # type: ignore[arg-type]
+            network=network,
+            patch_size=_shape(data["patch_size"]),
+            inference_patch_size=_shape(data["inference_patch_size"]),
+            batch_size=int(data["batch_size"]),
+            precision=str(data["precision"]),
+            estimated_memory_bytes=int(data["estimated_memory_bytes"]),
+            estimated_inference_memory_bytes=int(data["estimated_inference_memory_bytes"]),
+            estimated_gflops_per_iteration=float(data["estimated_gflops_per_iteration"]),
+            foreground_oversample=float(data["foreground_oversample"]),
+            augmentation=AugmentationPlan.from_dict(data["augmentation"]),
+        )
+
+
+@dataclass(frozen=True)
+class Plans:
+    """Everything a training run and a predictor need, decided from the data and the hardware.
+
+    Attributes:
+        labels: Label name -> value (consecutive from 0, background included).
+        regions: Evaluation regions (name -> label values).
+        normalization: One scheme per input channel.
+        use_roi_mask: Cases carry ROI masks; sampling and prediction respect them.
+        class_voxel_fraction: Label value -> fraction of all (cropped) voxels.
+        class_sampling_weights: Foreground label value -> probability that a forced-foreground
+            sample targets that class (rarer classes get more; see ``class_weight_power``).
+        configurations: Name -> configuration.
+        heuristics: The heuristics the plan was made with.
+        hardware: The memory/compute target the plan was fitted to.
+        inputs: Digests of the files the plan was computed from (fingerprint, heuristics).
+    """
+
+    dataset_name: str
+    channel_names: tuple[str, ...]
+    labels: Mapping[str, int]
+    regions: Mapping[str, tuple[int, ...]]
+    normalization: tuple[ChannelNormalization, ...]
+    use_roi_mask: bool
+    class_voxel_fraction: Mapping[int, float]
+    class_sampling_weights: Mapping[int, float]
+    configurations: Mapping[str, ConfigurationPlan]
+    heuristics: PlannerHeuristics
+    hardware: HardwareTarget
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    schema_version: int = PLANS_SCHEMA_VERSION
+    autoseg_version: str = __version__
+
+    def __post_init__(self) -> None:
+        for name in (
+            "labels",
+            "regions",
+            "class_voxel_fraction",
+            "class_sampling_weights",
+            "configurations",
+            "inputs",
+        ):
+            object.__setattr__(self, name, FrozenDict(dict(getattr(self, name))))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output classes (background included)."""
+        return max(self.labels.values()) + 1
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    def configuration(self, name: str) -> ConfigurationPlan:
+        """The configuration called ``name``.
+
+        Raises:
+            PlansError: if the plan has no such configuration (the message lists them).
+        """
+        if name not in self.configurations:
+            raise PlansError(
+                f"plans have no configuration {name!r}; planned: {', '.join(self.configurations)}"
+            )
+        return self.configurations[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, with int keys as strings."""
+        return {
+            "schema_version": self.schema_version,
+            "autoseg_version": self.autoseg_version,
+            "dataset_name": self.dataset_name,
+            "channel_names": list(self.channel_names),
+            "labels": dict(self.labels),
+            "regions": {k: list(v) for k, v in self.regions.items()},
+            "normalization": [n.to_dict() for n in self.normalization],
+            "use_roi_mask": self.use_roi_mask,
+            "class_voxel_fraction": {str(k): v for k, v in self.class_voxel_fraction.items()},
+            "class_sampling_weights": {str(k): v for k, v in self.class_sampling_weights.items()},
+            "configurations": {k: c.to_dict() for k, c in self.configurations.items()},
+            "heuristics": self.heuristics.to_dict(),
+            "hardware": dataclasses.asdict(self.hardware),
+            "inputs": dict(self.inputs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Plans:
+        """Strict inverse of :meth:`to_dict`.
+
+        Raises:
+            PlansError: on a schema version other than this autoseg's, or unknown/missing keys.
+        """
+        if isinstance(data, dict) and data.get("schema_version") != PLANS_SCHEMA_VERSION:
+            raise PlansError(
+                f"plans schema_version {data.get('schema_version')!r} is not "
+                f"{PLANS_SCHEMA_VERSION}; re-run 'autoseg plan' with this autoseg version"
+            )
+        _strict_keys(cls, data, "plans")
+        try:
+            heuristics = PlannerHeuristics.from_dict(data["heuristics"])
+            normalization = tuple(ChannelNormalization.from_dict(n) for n in data["normalization"])
+        except (ConfigError, TypeError, ValueError) as err:
+            raise PlansError(f"invalid plans: {err}") from None
+        return cls(
+            dataset_name=str(data["dataset_name"]),
+            channel_names=tuple(data["channel_names"]),
+            labels={str(k): int(v) for k, v in data["labels"].items()},
+            regions={k: tuple(int(x) for x in v) for k, v in data["regions"].items()},
+            normalization=normalization,
+            use_roi_mask=bool(data["use_roi_mask"]),
+            class_voxel_fraction={
+                int(k): float(v) for k, v in data["class_voxel_fraction"].items()
+            },
+            class_sampling_weights={
+                int(k): float(v) for k, v in data["class_sampling_weights"].items()
+            },
+            configurations={
+                k: ConfigurationPlan.from_dict(v) for k, v in data["configurations"].items()
+            },
+            heuristics=heuristics,
+            hardware=HardwareTarget.from_dict(data["hardware"]),
+            inputs=dict(data["inputs"]),
+            schema_version=int(data["schema_version"]),
+            autoseg_version=str(data["autoseg_version"]),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plans:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: Path | str) -> None:
+        """Write plans.json atomically."""
+        atomic_write_json(path, self.to_dict())
+
+
+def load_plans(path: Path | str) -> Plans:
+    """Read plans.json.
+
+    Raises:
+        PlansError: if the file is missing, not JSON, or does not match the schema.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise PlansError(
+            "plans.json not found; run 'autoseg plan DATASET' first", path=path
+        ) from None
+    try:
+        return Plans.from_json(text)
+    except json.JSONDecodeError as err:
+        raise PlansError(f"plans.json is not valid JSON: {err}", path=path) from None
+    except PlansError as err:
+        raise PlansError(err.message, path=path) from None
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,52 @@
+"""Human-readable summary of a plan (what ``autoseg plan`` prints)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autoseg.planner.run import PlanReport
+
+__all__ = ["format_plan_summary"]
+
+
+def _gb(value: int) -> str:
+    return f"{value / 1e9:.2f} GB"
+
+
+def format_plan_summary(report: PlanReport) -> str:
+    """A few lines: target, spacing, and each configuration's patch, batch and estimates."""
+    plans = report.plans
+    hw = plans.hardware
+    lines = [
+        f"dataset {plans.dataset_name}: {plans.num_channels} channel(s) "
+        f"{', '.join(plans.channel_names)}; {plans.num_classes} classes",
+        f"target: {hw.device} ({hw.device_name}), memory {_gb(hw.memory_target_bytes)} "
+        f"[{hw.memory_source}]"
+        + (
+            f", compute {hw.compute_budget_gflops:.0f} GFLOP/iteration"
+            if hw.compute_budget_gflops
+            else ""
+        ),
+        "normalisation: "
+        + ", ".join(
+            f"{name}={n.scheme}{' (masked)' if n.use_mask else ''}"
+            for name, n in zip(plans.channel_names, plans.normalization)
+        ),
+    ]
+    for name, config in plans.configurations.items():
+        spacing = "x".join(f"{s:.3g}" for s in config.target_spacing)
+        kind = "output segment" if name == "deepmedic" else "patch"
+        lines.append(
+            f"{name}: spacing {spacing} mm, {kind} {'x'.join(map(str, config.patch_size))}, "
+            f"batch {config.batch_size}, est. memory {_gb(config.estimated_memory_bytes)}, "
+            f"{config.estimated_gflops_per_iteration:.1f} GFLOP/iteration"
+        )
+    done = ", ".join(
+        f"{k}: {v} new, {report.preprocessing.skipped[k]} up to date"
+        for k, v in report.preprocessing.processed.items()
+    )
+    lines.append(f"preprocessed {done}")
+    if report.fingerprint_reused and report.plans_reused:
+        lines.append("fingerprint and plans were up to date")
+    return "\n".join(lines)

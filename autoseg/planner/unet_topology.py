@@ -1,0 +1,173 @@
+"""U-Net topology: pooling and kernels per axis, patch aspect, and the shrink-to-fit search.
+
+Pooling rule: at each stage, every axis whose feature map is still at least twice the
+minimum edge and whose current spacing is within ``unet_pool_spacing_ratio`` of the finest
+current spacing is pooled by 2 (so a much coarser axis is not pooled until the others have
+caught up, and gets 1-kernels until then). A single remaining axis is pooled only while it
+is at least three times the minimum edge. The bottleneck always uses 3x3x3 kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoseg.networks import UNetConfig
+from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.typing import Shape3, Spacing3
+
+__all__ = [
+    "UNetChoice",
+    "initial_patch_size",
+    "pooling_topology",
+    "search_unet",
+    "unet_config_for_patch",
+]
+
+Cost = Callable[[UNetConfig, Shape3, int], bool]
+"""``fits(config, patch, batch) -> bool``: the memory (and compute) test of the search."""
+
+
+def pooling_topology(
+    patch_size: Shape3, spacing: Spacing3, heuristics: PlannerHeuristics
+) -> tuple[tuple[tuple[int, int, int], ...], tuple[tuple[int, int, int], ...], Shape3]:
+    """Strides and kernels per stage for a patch, and the patch padded to their divisor.
+
+    Returns:
+        ``(strides, kernels, patch)``: strides per stage (stage 0 is (1, 1, 1)), kernel
+        sizes per stage, and the patch rounded up to a multiple of the total stride per axis.
+    """
+    size = [float(v) for v in patch_size]
+    current = [float(v) for v in spacing]
+    pools = [0, 0, 0]
+    uses_3 = [False, False, False]
+    strides: list[tuple[int, int, int]] = [(1, 1, 1)]
+    kernels: list[tuple[int, int, int]] = []
+    min_edge = heuristics.unet_min_feature_map
+    ratio = heuristics.unet_pool_spacing_ratio
+    while True:
+        axes = [
+            a
+            for a in range(3)
+            if size[a] >= 2 * min_edge and pools[a] < heuristics.unet_max_pool_per_axis
+        ]
+        if not axes:
+            break
+        finest = min(current[a] for a in axes)
+        axes = [a for a in axes if current[a] / finest < ratio]
+        if len(axes) == 1 and size[axes[0]] < 3 * min_edge:
+            break
+        overall_finest = min(current)
+        for a in range(3):
+            uses_3[a] = uses_3[a] or current[a] / overall_finest < ratio
+        kernels.append(tuple(3 if k else 1 for k in uses_3))  # type: ignore[arg-type]
+        strides.append(tuple(2 if a in axes else 1 for a in range(3)))  # type: ignore[arg-type]
+        for a in axes:
+            pools[a] += 1
+            current[a] *= 2
+            size[a] = math.ceil(size[a] / 2)
+    kernels.append((3, 3, 3))
+    divisor = [2**p for p in pools]
+    padded = tuple(int(math.ceil(p / d) * d) for p, d in zip(patch_size, divisor))
+    return tuple(strides), tuple(kernels), padded  # type: ignore[return-value]
+
+
+def unet_config_for_patch(
+    patch_size: Shape3,
+    spacing: Spacing3,
+    in_channels: int,
+    num_classes: int,
+    heuristics: PlannerHeuristics,
+    *,
+    on_cpu: bool,
+) -> tuple[UNetConfig, Shape3]:
+    """The U-Net description for ``patch_size`` and the (divisor-padded) patch it takes."""
+    strides, kernels, padded = pooling_topology(patch_size, spacing, heuristics)
+    base = heuristics.cpu_unet_base_features if on_cpu else heuristics.unet_base_features
+    cap = heuristics.cpu_unet_max_features if on_cpu else heuristics.unet_max_features
+    features = tuple(min(base * 2**stage, cap) for stage in range(len(strides)))
+    config = UNetConfig(
+        in_channels=in_channels,
+        num_classes=num_classes,
+        features_per_stage=features,
+        kernel_sizes=kernels,
+        strides=strides,
+        convs_per_stage=heuristics.unet_convs_per_stage,
+        deep_supervision=True,
+    )
+    return config, padded
+
+
+def initial_patch_size(
+    target_spacing: Spacing3, median_shape: Shape3, heuristics: PlannerHeuristics
+) -> Shape3:
+    """Start of the search: ``unet_initial_patch_voxels`` shaped isotropic in mm, clipped to
+    the median image shape (at target spacing)."""
+    inverse = 1.0 / np.asarray(target_spacing, dtype=np.float64)
+    scale = (heuristics.unet_initial_patch_voxels / np.prod(inverse)) ** (1.0 / 3.0)
+    patch = np.round(inverse * scale).astype(int)
+    return tuple(int(v) for v in np.maximum(np.minimum(patch, median_shape), 1))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class UNetChoice:
+    """Result of the U-Net search."""
+
+    config: UNetConfig
+    patch_size: Shape3
+    batch_size: int
+
+
+def search_unet(
+    target_spacing: Spacing3,
+    median_shape: Shape3,
+    dataset_voxels: int,
+    in_channels: int,
+    num_classes: int,
+    heuristics: PlannerHeuristics,
+    fits: Cost,
+    *,
+    on_cpu: bool,
+) -> UNetChoice:
+    """Largest patch (then batch) that ``fits``.
+
+    The patch starts at :func:`initial_patch_size`; while the minimum batch does not fit,
+    the axis whose patch is largest relative to the median image shape shrinks by one
+    stride divisor and the topology is recomputed. Then the batch grows while it fits,
+    up to ``unet_max_batch_size`` and the dataset-fraction cap (batch x patch voxels at
+    most ``unet_max_dataset_fraction`` of all voxels), never below the minimum batch.
+
+    Raises:
+        ValueError: if not even the smallest patch fits (the target is too small).
+    """
+    patch = initial_patch_size(target_spacing, median_shape, heuristics)
+    min_batch = heuristics.unet_min_batch_size
+    while True:
+        config, padded = unet_config_for_patch(
+            patch, target_spacing, in_channels, num_classes, heuristics, on_cpu=on_cpu
+        )
+        if fits(config, padded, min_batch):
+            break
+        divisor = np.prod(np.asarray(config.strides), axis=0)
+        ratios = np.asarray(padded) / np.maximum(np.asarray(median_shape), 1)
+        # Shrink the requested (unpadded) patch so the search always makes progress even
+        # when a new topology pads another axis up.
+        step = np.maximum(divisor, 1)
+        shrinkable = [a for a in range(3) if patch[a] - step[a] >= heuristics.unet_min_feature_map]
+        if not shrinkable:
+            raise ValueError(
+                f"no U-Net patch fits the memory/compute target (smallest tried {padded})"
+            )
+        axis = max(shrinkable, key=lambda a: (ratios[a], a))
+        shrunk = list(patch)
+        shrunk[axis] = int(patch[axis] - step[axis])
+        patch = tuple(shrunk)  # type: ignore[assignment]
+    patch_voxels = int(np.prod(padded))
+    cap = max(min_batch, int(heuristics.unet_max_dataset_fraction * dataset_voxels // patch_voxels))
+    batch = min_batch
+    while batch < min(cap, heuristics.unet_max_batch_size) and fits(config, padded, batch + 1):
+        batch += 1
+    return UNetChoice(config=config, patch_size=padded, batch_size=batch)
