@@ -17,6 +17,7 @@ from scipy import ndimage
 from autoseg import __version__
 from autoseg.data.case_io import load_case
 from autoseg.data.dataset import Case, Dataset
+from autoseg.errors import DatasetError
 from autoseg.frozendict import FrozenDict
 from autoseg.preprocessing.crop import crop_to_box, nonzero_bounding_box
 from autoseg.typing import Shape3, Spacing3
@@ -76,7 +77,8 @@ class CaseFingerprint:
         shape: Original shape (Z, Y, X).
         shape_after_crop: Shape after cropping to the non-zero (or ROI) bounding box.
         intensity: Foreground intensity statistics per channel.
-        voxels_per_class: Label value -> voxel count (every declared label, zeros included).
+        voxels_per_class: Label value -> voxel count inside the crop box (every declared
+            label, zeros included).
         component_sizes: Label value -> sizes (voxels) of its largest connected components
             (26-connectivity), largest first, at most ``MAX_COMPONENTS_RECORDED``.
         num_components: Label value -> number of connected components.
@@ -147,7 +149,8 @@ def fingerprint_case(case: Case, dataset: Dataset) -> tuple[CaseFingerprint, np.
         DatasetError: if the case cannot be loaded (see ``load_case``).
     """
     arrays = load_case(case, dataset)
-    assert arrays.label is not None  # training cases are labelled (load_case checks)
+    if arrays.label is None:
+        raise DatasetError("training case has no label map", case_id=case.case_id)
     box = nonzero_bounding_box(arrays.image, arrays.roi)
     image = crop_to_box(arrays.image, box)
     label = crop_to_box(arrays.label, box)

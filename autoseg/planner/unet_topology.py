@@ -86,6 +86,8 @@ def unet_config_for_patch(
 ) -> tuple[UNetConfig, Shape3]:
     """The U-Net description for ``patch_size`` and the (divisor-padded) patch it takes."""
     strides, kernels, padded = pooling_topology(patch_size, spacing, heuristics)
+    if len(strides) < 2:
+        raise ValueError(f"patch {tuple(patch_size)} is too small to pool even once")
     base = heuristics.cpu_unet_base_features if on_cpu else heuristics.unet_base_features
     cap = heuristics.cpu_unet_max_features if on_cpu else heuristics.unet_max_features
     features = tuple(min(base * 2**stage, cap) for stage in range(len(strides)))
@@ -146,9 +148,14 @@ def search_unet(
     patch = initial_patch_size(target_spacing, median_shape, heuristics)
     min_batch = heuristics.unet_min_batch_size
     while True:
-        config, padded = unet_config_for_patch(
-            patch, target_spacing, in_channels, num_classes, heuristics, on_cpu=on_cpu
-        )
+        try:
+            config, padded = unet_config_for_patch(
+                patch, target_spacing, in_channels, num_classes, heuristics, on_cpu=on_cpu
+            )
+        except ValueError:
+            raise ValueError(
+                f"no U-Net patch fits the memory/compute target (smallest tried {patch})"
+            ) from None
         if fits(config, padded, min_batch):
             break
         divisor = np.prod(np.asarray(config.strides), axis=0)

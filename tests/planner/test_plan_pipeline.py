@@ -1,0 +1,175 @@
+"""``autoseg plan`` on generated datasets: plans, preprocessing, skipping and geometry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoseg.cli import main
+from autoseg.data.case_io import load_case
+from autoseg.data.dataset import load_dataset
+from autoseg.planner.fingerprint_io import load_fingerprint
+from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.planner.plans import HardwareTarget, load_plans
+from autoseg.planner.planner import plan_dataset
+from autoseg.planner.run import run_plan
+from autoseg.preprocessing.crop import uncrop
+from autoseg.preprocessing.resample import resample_label
+from autoseg.preprocessing.store import load_preprocessed_case
+from autoseg.workspace import Workspace
+
+SMALL = {"num_train_cases": 4, "num_test_cases": 0, "base_shape": (20, 24, 24)}
+VARIANTS = {
+    "iso_mri_2ch": dict(SMALL, spacing="iso", channels=("T1", "FLAIR")),
+    "aniso_ct_roi": dict(SMALL, spacing="aniso", channels=("CT",), with_roi=True,
+                         base_shape=(8, 40, 40)),
+    "varied_mri_1ch_roi": dict(SMALL, spacing="varied", channels=("T1",), with_roi=True),
+}
+
+
+@pytest.fixture(scope="module")
+def planned(phantom_dataset: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Plan each variant once: name -> (dataset path, workspace)."""
+    result = {}
+    for name, spec in VARIANTS.items():
+        dataset = phantom_dataset(**spec)
+        workspace = Workspace(tmp_path_factory.mktemp(name))
+        run_plan(dataset, workspace, device="cpu", num_workers=1)
+        result[name] = (dataset, workspace)
+    return result
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_plans_fit_the_target_and_preprocessing_is_complete(planned, name: str) -> None:  # type: ignore[no-untyped-def]
+    dataset_path, workspace = planned[name]
+    plans = load_plans(workspace.plans_json)
+    dataset = load_dataset(dataset_path)
+    limit = plans.hardware.memory_target_bytes * plans.heuristics.memory_safety_margin
+    assert set(plans.configurations) == {"unet3d", "deepmedic"}
+    for config in plans.configurations.values():
+        assert 0 < config.estimated_memory_bytes <= limit
+        assert config.estimated_gflops_per_iteration <= plans.hardware.compute_budget_gflops  # type: ignore[operator]
+        folder = workspace.preprocessed_dir(config.data_identifier)
+        for case in dataset.cases:
+            pre = load_preprocessed_case(folder, case.case_id)
+            assert pre.image.dtype == np.float32
+            assert pre.image.shape == (plans.num_channels, *pre.properties.shape_after_resample)
+            assert set(np.unique(pre.seg)) <= set(plans.labels.values())
+            assert (pre.roi is not None) == plans.use_roi_mask
+            for value, coords in pre.locations.items():
+                if len(coords):
+                    assert np.all(pre.seg[tuple(coords.T)] == value)
+    assert plans.use_roi_mask == dataset.has_roi
+
+
+def test_ct_channel_gets_dataset_wide_clipping(planned) -> None:  # type: ignore[no-untyped-def]
+    plans = load_plans(planned["aniso_ct_roi"][1].plans_json)
+    (norm,) = plans.normalization
+    assert norm.scheme == "ct" and norm.lower is not None and norm.lower < norm.upper  # type: ignore[operator]
+    mri = load_plans(planned["iso_mri_2ch"][1].plans_json)
+    assert [n.scheme for n in mri.normalization] == ["zscore", "zscore"]
+
+
+def test_anisotropic_data_gets_in_plane_kernels_and_subsampling(planned) -> None:  # type: ignore[no-untyped-def]
+    plans = load_plans(planned["aniso_ct_roi"][1].plans_json)
+    unet = plans.configurations["unet3d"]
+    spacing = unet.target_spacing
+    assert spacing[0] > 3 * max(spacing[1:])
+    assert unet.network.kernel_sizes[0] == (1, 3, 3)  # type: ignore[union-attr]
+    assert unet.network.strides[1][0] == 1  # type: ignore[union-attr]
+    assert unet.augmentation.rotate_in_plane_only
+    deepmedic = plans.configurations["deepmedic"].network
+    assert all(p.factor[0] == 1 for p in deepmedic.subsampled)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["iso_mri_2ch", "aniso_ct_roi"])
+def test_preprocessing_round_trips_geometry(planned, name: str) -> None:  # type: ignore[no-untyped-def]
+    dataset_path, workspace = planned[name]
+    plans = load_plans(workspace.plans_json)
+    dataset = load_dataset(dataset_path)
+    config = plans.configurations["unet3d"]
+    for case in dataset.cases[:2]:
+        pre = load_preprocessed_case(workspace.preprocessed_dir(config.data_identifier),
+                                     case.case_id)
+        props = pre.properties
+        back = resample_label(np.asarray(pre.seg), props.target_spacing,
+                              props.original.spacing, new_shape=props.shape_after_crop)
+        restored = uncrop(back, props.crop_box, props.original.shape)
+        original = load_case(case, dataset).label
+        assert restored.shape == original.shape == props.original.shape  # type: ignore[union-attr]
+        overlap = np.logical_and(restored > 0, original > 0).sum()  # type: ignore[operator]
+        dice = 2 * overlap / ((restored > 0).sum() + (original > 0).sum())  # type: ignore[operator]
+        assert dice > 0.9
+
+
+def _target(memory_gb: float) -> HardwareTarget:
+    return HardwareTarget("cuda", "test", int(memory_gb * 1e9), "--gpu-memory", 8)
+
+
+@pytest.mark.parametrize("name", ["iso_mri_2ch", "aniso_ct_roi"])
+def test_larger_targets_never_give_smaller_plans(planned, name: str) -> None:  # type: ignore[no-untyped-def]
+    fingerprint = load_fingerprint(planned[name][1].fingerprint_json)
+    # Scale the shapes up so the memory target, not the image size, limits the patch.
+    scaled = [c.__class__(**{**c.__dict__, "shape": tuple(8 * v for v in c.shape),
+                             "shape_after_crop": tuple(8 * v for v in c.shape_after_crop)})
+              for c in fingerprint.cases]
+    fingerprint = fingerprint.__class__(**{**fingerprint.__dict__, "cases": tuple(scaled)})
+    heuristics = PlannerHeuristics()
+    previous: dict[str, int] = {}
+    for memory_gb in (4, 8, 11, 24, 40, 80):
+        plans = plan_dataset(fingerprint, heuristics, _target(memory_gb))
+        for config_name, config in plans.configurations.items():
+            assert config.estimated_memory_bytes <= memory_gb * 1e9
+            volume = int(np.prod(config.patch_size)) * config.batch_size
+            assert volume >= previous.get(config_name, 0), (config_name, memory_gb)
+            previous[config_name] = volume
+
+
+def test_rerun_skips_and_changes_redo_only_what_depends_on_them(
+    phantom_dataset: Callable[..., Path], tmp_path: Path
+) -> None:
+    dataset = Path(shutil.copytree(phantom_dataset(**VARIANTS["iso_mri_2ch"]), tmp_path / "ds"))
+    workspace = Workspace(tmp_path / "work")
+    first = run_plan(dataset, workspace, device="cpu")
+    assert not first.fingerprint_reused and sum(first.preprocessing.processed.values()) == 4
+    second = run_plan(dataset, workspace, device="cpu")
+    assert second.fingerprint_reused and second.plans_reused
+    assert sum(second.preprocessing.processed.values()) == 0
+    # New heuristics that change the target spacing: same fingerprint, new plans and data.
+    heuristics = tmp_path / "h.json"
+    heuristics.write_text(json.dumps({"spacing_percentile": 10}))
+    third = run_plan(dataset, workspace, device="cpu", heuristics_path=heuristics)
+    assert third.fingerprint_reused and not third.plans_reused
+    # A killed run: one case's properties missing -> only that case is redone.
+    plans = load_plans(workspace.plans_json)
+    folder = workspace.preprocessed_dir(plans.configurations["unet3d"].data_identifier)
+    victim = sorted(folder.glob("*.json"))[0]
+    victim.unlink()
+    fourth = run_plan(dataset, workspace, device="cpu", heuristics_path=heuristics)
+    assert sum(fourth.preprocessing.processed.values()) == 1
+    # A changed image: fingerprint and that case are recomputed.
+    image = sorted((dataset / "imagesTr").iterdir())[0]
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    fifth = run_plan(dataset, workspace, device="cpu", heuristics_path=heuristics)
+    assert not fifth.fingerprint_reused
+    assert sum(fifth.preprocessing.processed.values()) >= 1
+
+
+def test_plan_cli_prints_a_summary_and_bad_input_exits_2(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "w"
+    assert main(["plan", str(tiny_dataset), "--work", str(work), "--device", "cpu",
+                 "-np", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "unet3d" in out and "deepmedic" in out and "patch" in out
+    assert main(["plan", str(tmp_path / "missing"), "--work", str(work)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing" in err
+    assert main(["plan", str(tiny_dataset), "--gpu-memory", "lots"]) == 2
