@@ -30,9 +30,16 @@ def _write_dataset(root: Path) -> None:
     geometry = Geometry((10, 12, 14), (2.0, 1.0, 0.5), (0, 0, 0), IDENTITY)
     write_image(root / "imagesTr" / "a_0000.nii.gz", image, geometry)
     write_image(root / "labelsTr" / "a.nii.gz", label, geometry)
-    (root / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "T1"}, "labels": {"background": 0, "x": 1, "y": 2},
-        "numTraining": 1, "file_ending": ".nii.gz"}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "T1"},
+                "labels": {"background": 0, "x": 1, "y": 2},
+                "numTraining": 1,
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
 
 
 def test_case_fingerprint_has_exact_counts(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from autoseg.data.case_io import load_case
 from autoseg.data.dataset import load_dataset
 from autoseg.planner.fingerprint_io import load_fingerprint
 from autoseg.planner.heuristics import PlannerHeuristics
-from autoseg.planner.plans import HardwareTarget, load_plans
 from autoseg.planner.planner import plan_dataset
+from autoseg.planner.plans import HardwareTarget, load_plans
 from autoseg.planner.run import run_plan
 from autoseg.preprocessing.crop import uncrop
 from autoseg.preprocessing.resample import resample_label
@@ -27,8 +27,9 @@ from autoseg.workspace import Workspace
 SMALL = {"num_train_cases": 4, "num_test_cases": 0, "base_shape": (20, 24, 24)}
 VARIANTS = {
     "iso_mri_2ch": dict(SMALL, spacing="iso", channels=("T1", "FLAIR")),
-    "aniso_ct_roi": dict(SMALL, spacing="aniso", channels=("CT",), with_roi=True,
-                         base_shape=(8, 40, 40)),
+    "aniso_ct_roi": dict(
+        SMALL, spacing="aniso", channels=("CT",), with_roi=True, base_shape=(8, 40, 40)
+    ),
     "varied_mri_1ch_roi": dict(SMALL, spacing="varied", channels=("T1",), with_roi=True),
 }
 
@@ -95,11 +96,16 @@ def test_preprocessing_round_trips_geometry(planned, name: str) -> None:  # type
     dataset = load_dataset(dataset_path)
     config = plans.configurations["unet3d"]
     for case in dataset.cases[:2]:
-        pre = load_preprocessed_case(workspace.preprocessed_dir(config.data_identifier),
-                                     case.case_id)
+        pre = load_preprocessed_case(
+            workspace.preprocessed_dir(config.data_identifier), case.case_id
+        )
         props = pre.properties
-        back = resample_label(np.asarray(pre.seg), props.target_spacing,
-                              props.original.spacing, new_shape=props.shape_after_crop)
+        back = resample_label(
+            np.asarray(pre.seg),
+            props.target_spacing,
+            props.original.spacing,
+            new_shape=props.shape_after_crop,
+        )
         restored = uncrop(back, props.crop_box, props.original.shape)
         original = load_case(case, dataset).label
         assert restored.shape == original.shape == props.original.shape  # type: ignore[union-attr]
@@ -116,9 +122,16 @@ def _target(memory_gb: float) -> HardwareTarget:
 def test_larger_targets_never_give_smaller_plans(planned, name: str) -> None:  # type: ignore[no-untyped-def]
     fingerprint = load_fingerprint(planned[name][1].fingerprint_json)
     # Scale the shapes up so the memory target, not the image size, limits the patch.
-    scaled = [c.__class__(**{**c.__dict__, "shape": tuple(8 * v for v in c.shape),
-                             "shape_after_crop": tuple(8 * v for v in c.shape_after_crop)})
-              for c in fingerprint.cases]
+    scaled = [
+        c.__class__(
+            **{
+                **c.__dict__,
+                "shape": tuple(8 * v for v in c.shape),
+                "shape_after_crop": tuple(8 * v for v in c.shape_after_crop),
+            }
+        )
+        for c in fingerprint.cases
+    ]
     fingerprint = fingerprint.__class__(**{**fingerprint.__dict__, "cases": tuple(scaled)})
     heuristics = PlannerHeuristics()
     previous: dict[str, int] = {}
@@ -165,8 +178,9 @@ def test_plan_cli_prints_a_summary_and_bad_input_exits_2(
     tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     work = tmp_path / "w"
-    assert main(["plan", str(tiny_dataset), "--work", str(work), "--device", "cpu",
-                 "-np", "2"]) == 0
+    assert (
+        main(["plan", str(tiny_dataset), "--work", str(work), "--device", "cpu", "-np", "2"]) == 0
+    )
     out = capsys.readouterr().out
     assert "unet3d" in out and "deepmedic" in out and "patch" in out
     assert main(["plan", str(tmp_path / "missing"), "--work", str(work)]) == 2

@@ -84,5 +84,6 @@ def test_search_shrinks_until_it_fits_then_grows_the_batch() -> None:
 
 def test_search_reports_when_nothing_fits() -> None:
     with pytest.raises(ValueError, match="no U-Net patch fits"):
-        search_unet((1.0, 1.0, 1.0), (64, 64, 64), 10**7, 1, 2, H,
-                    lambda c, p, b: False, on_cpu=True)
+        search_unet(
+            (1.0, 1.0, 1.0), (64, 64, 64), 10**7, 1, 2, H, lambda c, p, b: False, on_cpu=True
+        )
