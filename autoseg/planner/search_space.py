@@ -1,0 +1,129 @@
+"""The Optuna search space over :class:`PlannerHeuristics`, declared beside the defaults.
+
+Each :class:`ParamSpec` names one heuristic field and its range. ``suggest_heuristics``
+samples them from a trial (fields not in the space keep their defaults);
+``default_params`` gives the defaults in the space's terms, so tuning can enqueue them as
+the first trial and never end worse than the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from autoseg.planner.heuristics import PlannerHeuristics
+
+__all__ = ["SEARCH_SPACE", "ParamSpec", "default_params", "suggest_heuristics"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One tunable heuristic.
+
+    Attributes:
+        name: The PlannerHeuristics field.
+        kind: "float", "int" or "categorical".
+        low / high: Range for float and int (inclusive).
+        step: Step for int ranges.
+        log: Sample on a log scale.
+        choices: Values for categorical parameters (JSON-able scalars; tuples as strings).
+        device: "cpu" or "gpu" when the heuristic only matters for that planning target.
+    """
+
+    name: str
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    step: int = 1
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    device: str | None = None
+
+
+SEARCH_SPACE: tuple[ParamSpec, ...] = (
+    ParamSpec("spacing_percentile", "float", 30.0, 70.0),
+    ParamSpec("anisotropy_threshold", "float", 2.0, 4.0),
+    ParamSpec("anisotropic_axis_percentile", "float", 5.0, 50.0),
+    ParamSpec("nonzero_mask_crop_ratio", "float", 0.5, 1.0),
+    ParamSpec("unet_base_features", "categorical", choices=(16, 24, 32, 48), device="gpu"),
+    ParamSpec("cpu_unet_base_features", "categorical", choices=(8, 12, 16, 24, 32), device="cpu"),
+    ParamSpec("unet_min_feature_map", "categorical", choices=(4, 6, 8)),
+    ParamSpec("unet_initial_patch_voxels", "int", 64**3, 256**3, log=True),
+    ParamSpec("unet_max_dataset_fraction", "float", 0.01, 0.2, log=True),
+    ParamSpec("unet_foreground_oversample", "float", 0.1, 0.7),
+    ParamSpec("class_weight_power", "float", 0.0, 1.0),
+    ParamSpec(
+        "deepmedic_subsample_factors", "categorical", choices=("3,5", "3", "2,4", "3,6", "2,3,5")
+    ),
+    ParamSpec("deepmedic_feature_scale", "float", 0.5, 1.5, device="gpu"),
+    ParamSpec("cpu_deepmedic_feature_scale", "float", 0.25, 1.0, device="cpu"),
+    ParamSpec("deepmedic_max_train_output", "int", 9, 33, step=2),
+    ParamSpec("cpu_seconds_per_iteration", "float", 0.5, 3.0, log=True, device="cpu"),
+)
+
+
+def _active(on_cpu: bool) -> tuple[ParamSpec, ...]:
+    target = "cpu" if on_cpu else "gpu"
+    return tuple(p for p in SEARCH_SPACE if p.device in (None, target))
+
+
+def _to_field(spec: ParamSpec, value: Any) -> Any:
+    if spec.name == "deepmedic_subsample_factors":
+        return tuple(int(v) for v in str(value).split(","))
+    return value
+
+
+def _to_param(spec: ParamSpec, value: Any) -> Any:
+    if spec.name == "deepmedic_subsample_factors":
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def suggest_heuristics(
+    trial: Any, *, on_cpu: bool, base: PlannerHeuristics | None = None
+) -> PlannerHeuristics:
+    """Sample a PlannerHeuristics from an Optuna trial (fields outside the space from ``base``).
+
+    Args:
+        trial: An ``optuna.Trial``.
+        on_cpu: Tune the CPU-specific heuristics (else the GPU ones).
+        base: Values of the fields that are not tuned (default: the defaults).
+    """
+    values = (base or PlannerHeuristics()).to_dict()
+    for spec in _active(on_cpu):
+        if spec.kind == "float":
+            value: Any = trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
+        elif spec.kind == "int":
+            value = trial.suggest_int(
+                spec.name, int(spec.low), int(spec.high), step=spec.step, log=spec.log
+            )
+        else:
+            value = trial.suggest_categorical(spec.name, list(spec.choices))
+        values[spec.name] = _to_field(spec, value)
+    values["unet_min_batch_size"] = min(
+        values["unet_min_batch_size"], values["unet_max_batch_size"]
+    )
+    return PlannerHeuristics.from_dict(values)
+
+
+def default_params(*, on_cpu: bool, base: PlannerHeuristics | None = None) -> dict[str, Any]:
+    """The defaults (or ``base``) as Optuna parameters, for ``study.enqueue_trial``.
+
+    Raises:
+        ValueError: if a default lies outside its declared range (a bug in the space).
+    """
+    fields = {
+        f.name: getattr(base or PlannerHeuristics(), f.name)
+        for f in dataclasses.fields(PlannerHeuristics)
+    }
+    params = {}
+    for spec in _active(on_cpu):
+        value = _to_param(spec, fields[spec.name])
+        inside = (
+            value in spec.choices if spec.kind == "categorical" else spec.low <= value <= spec.high
+        )
+        if not inside:
+            raise ValueError(f"default {spec.name}={value!r} lies outside the search space")
+        params[spec.name] = value
+    return params
