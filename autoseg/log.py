@@ -6,6 +6,7 @@ Only the CLI prints results. Progress bars are tqdm and turned off with ``quiet`
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -22,7 +23,7 @@ class TqdmLoggingHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(self.format(record))
+            tqdm.write(self.format(record), file=sys.stderr)  # stdout stays for results
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
 
@@ -48,8 +49,8 @@ def set_verbosity(level: int) -> None:
 def progress(
     iterable: Iterable[T], *, desc: str, total: int | None = None, enabled: bool = True
 ) -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar unless disabled or logging is quieter than INFO."""
+    """Wrap ``iterable`` in a tqdm bar unless disabled, logging is quieter than INFO, or
+    stderr is not a terminal (no bar fragments in log files and captured output)."""
     quiet = logging.getLogger(_ROOT).getEffectiveLevel() > logging.INFO
-    yield from tqdm(
-        iterable, desc=desc, total=total, disable=(not enabled) or quiet, leave=False, unit="case"
-    )
+    disable = True if (not enabled) or quiet else None  # None: tqdm hides it off a TTY
+    yield from tqdm(iterable, desc=desc, total=total, disable=disable, leave=False, unit="case")

@@ -47,9 +47,7 @@ def capture_rng_state(generator: np.random.Generator | None = None) -> dict[str,
     return state
 
 
-def restore_rng_state(
-    state: dict[str, Any], generator: np.random.Generator | None = None
-) -> None:
+def restore_rng_state(state: dict[str, Any], generator: np.random.Generator | None = None) -> None:
     """Restore what :func:`capture_rng_state` captured (into ``generator`` too, if given)."""
     import torch
 

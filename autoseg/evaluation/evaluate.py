@@ -13,9 +13,7 @@ summary (:func:`autoseg.evaluation.summary.summarize`) written as ``summary.json
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,8 @@ from autoseg.errors import InputError
 from autoseg.evaluation.metrics import ROW_KEYS, compute_case_metrics
 from autoseg.evaluation.summary import format_table, summarize
 from autoseg.evaluation.targets import load_regions, parse_regions, read_dataset_json
-from autoseg.log import get_logger, progress
+from autoseg.log import get_logger
+from autoseg.parallel import map_cases
 
 __all__ = [
     "evaluate_and_write",
@@ -209,14 +208,7 @@ def evaluate_folder(
     regions_t = {str(k): tuple(int(v) for v in vs) for k, vs in (regions or {}).items()}
     labels_t = None if labels is None else list(dict.fromkeys(int(v) for v in labels))
     jobs = [(c, p, g, labels_t, regions_t, float(nsd_tolerance_mm)) for c, p, g in pairs]
-    if num_workers > 1 and len(jobs) > 1:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=context) as pool:
-            results = list(
-                progress(pool.map(_evaluate_case, jobs), desc="evaluate", total=len(jobs))
-            )
-    else:
-        results = [_evaluate_case(job) for job in progress(jobs, desc="evaluate")]
+    results = list(map_cases(_evaluate_case, jobs, num_workers=num_workers, desc="evaluate"))
     if labels_t is None:
         labels_t = sorted({v for _, ref_values, _ in results for v in ref_values})
     records = []

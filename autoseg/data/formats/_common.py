@@ -1,0 +1,150 @@
+"""Helpers shared by the format readers: lenient results, JSON, labels, file listing.
+
+Every reader has a lenient form ``read_<format>(path) -> LoadResult`` that collects every
+structural problem (for ``autoseg verify``) and a strict form ``load_<format>(path) ->
+Dataset`` that raises the first one (:func:`strict`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoseg.data.checks import (
+    Problem,
+    check_case_ids,
+    check_declared_labels,
+    missing_file_problem,
+)
+from autoseg.data.dataset import Dataset
+from autoseg.errors import DatasetError
+
+__all__ = [
+    "LoadResult",
+    "dataset_problems",
+    "dataset_root",
+    "list_files",
+    "missing_keys",
+    "parse_label_map",
+    "read_json",
+    "strict",
+]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a lenient reader found: the dataset (None when unloadable) and every problem."""
+
+    dataset: Dataset | None
+    problems: tuple[Problem, ...]
+
+
+def strict(result: LoadResult) -> Dataset:
+    """The dataset of ``result``, or the first problem raised as a :class:`DatasetError`."""
+    if result.problems or result.dataset is None:
+        if not result.problems:
+            raise DatasetError("dataset could not be loaded")
+        raise result.problems[0].to_error(extra=len(result.problems) - 1)
+    return result.dataset
+
+
+def dataset_root(path: Path) -> Path:
+    """The dataset folder for a folder or its ``dataset.json``."""
+    path = Path(path)
+    return path.parent if path.name == "dataset.json" and path.is_file() else path
+
+
+def read_json(path: Path) -> tuple[dict[str, Any] | None, Problem | None]:
+    """Read a JSON object from ``path``; a problem if it is missing, invalid or not an object."""
+    if not path.is_file():
+        return None, Problem(None, path, "dataset_json", "file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        message = f"invalid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+        return None, Problem(None, path, "dataset_json", message)
+    except (OSError, UnicodeDecodeError) as err:
+        return None, Problem(None, path, "dataset_json", f"cannot read file: {err}")
+    if not isinstance(data, dict):
+        message = f"expected a JSON object at the top level, got {type(data).__name__}"
+        return None, Problem(None, path, "dataset_json", message)
+    return data, None
+
+
+def missing_keys(
+    data: Mapping[str, Any], required: Sequence[str], *, source: Path
+) -> list[Problem]:
+    """Problems for required keys missing from ``data`` (listing the expected keys)."""
+    missing = [key for key in required if key not in data]
+    if not missing:
+        return []
+    message = (
+        f"missing key(s) {', '.join(repr(k) for k in missing)}; "
+        f"required keys: {', '.join(required)}"
+    )
+    return [Problem(None, source, "dataset_json", message)]
+
+
+def parse_label_map(
+    raw: object, *, source: Path
+) -> tuple[dict[str, int], dict[str, tuple[int, ...]], list[Problem]]:
+    """Parse nnU-Net style ``labels`` ({name: value} or {name: [values]} for regions).
+
+    Returns:
+        ``(labels, regions, problems)``: integer labels name -> value; regions name ->
+        sorted values. Values only named inside regions get the name ``label_<v>``.
+    """
+    if not isinstance(raw, dict) or not raw:
+        message = f"'labels' must be a non-empty object {{name: value}}, got {raw!r:.80}"
+        return {}, {}, [Problem(None, source, "dataset_json", message)]
+    labels: dict[str, int] = {}
+    regions: dict[str, tuple[int, ...]] = {}
+    problems: list[Problem] = []
+    for name, value in raw.items():
+        if _is_int(value):
+            labels[str(name)] = int(value)
+        elif isinstance(value, list) and value and all(_is_int(v) for v in value):
+            regions[str(name)] = tuple(sorted({int(v) for v in value}))
+        else:
+            message = (
+                f"label {name!r} must be an integer or a list of integers (a region), "
+                f"got {value!r:.60}"
+            )
+            problems.append(Problem(None, source, "dataset_json", message))
+    named = set(labels.values())
+    for value in sorted({v for values in regions.values() for v in values} - named):
+        labels["background" if value == 0 else f"label_{value}"] = value
+    return labels, regions, problems
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def list_files(folder: Path, ending: str) -> list[Path]:
+    """Files in ``folder`` ending with ``ending``, sorted; hidden and macOS ``._*`` skipped."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")
+    )
+
+
+def dataset_problems(dataset: Dataset) -> list[Problem]:
+    """Dataset-level problems every format shares.
+
+    Declared labels (background, unique, consecutive), unique case ids, a non-empty
+    training set, and files named by the description that do not exist.
+    """
+    source = dataset.source or dataset.root
+    problems = check_declared_labels(dataset.labels, source=source)
+    problems += check_case_ids([c.case_id for c in dataset.cases], source=source)
+    problems += check_case_ids([c.case_id for c in dataset.test_cases], source=source, what="test")
+    for case in dataset.cases + dataset.test_cases:
+        problems += [missing_file_problem(case.case_id, p) for p in case.files if not p.is_file()]
+    return problems

@@ -1,0 +1,245 @@
+"""``autoseg verify``: find everything a training run would later trip on, all at once.
+
+:func:`verify_dataset` reads the dataset leniently (every structural problem of
+dataset.json / the CSV / the file layout), then reads every case and runs the per-case
+checks shared with :func:`autoseg.data.case_io.load_case`: missing or unreadable files
+(truncated .gz included), dimensionality, shape and geometry against the case's first
+channel, NaN/Inf voxels, non-integer or undeclared label values, non-binary ROI masks.
+It never stops at the first problem.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoseg.atomic import to_jsonable
+from autoseg.data.case_io import CaseExpectations, inspect_case
+from autoseg.data.checks import Problem, unique_values
+from autoseg.data.dataset import Case, Dataset
+from autoseg.data.formats import read_dataset
+from autoseg.parallel import map_cases
+
+__all__ = [
+    "CaseRecord",
+    "DatasetSummary",
+    "Problem",
+    "VerifyReport",
+    "format_report",
+    "run_verify_command",
+    "verify_cases",
+    "verify_dataset",
+]
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """What verifying one case found: its problems, and its grid when it read cleanly."""
+
+    case_id: str
+    problems: tuple[Problem, ...]
+    shape: tuple[int, int, int] | None = None
+    spacing: tuple[float, float, float] | None = None
+    label_values: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """A short description of a dataset, from the cases that read cleanly.
+
+    Shapes are (Z, Y, X) voxels; spacings (Z, Y, X) in mm; ranges are per axis.
+    """
+
+    name: str
+    format: str
+    num_cases: int
+    num_test_cases: int
+    channel_names: tuple[str, ...]
+    labels: dict[str, int]
+    regions: dict[str, tuple[int, ...]]
+    label_values_found: tuple[int, ...]
+    shape_range: tuple[tuple[int, ...], tuple[int, ...]] | None
+    spacing_range: tuple[tuple[float, ...], tuple[float, ...]] | None
+    has_roi: bool
+    num_groups: int
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines."""
+        labels = ", ".join(f"{v} {n}" for n, v in sorted(self.labels.items(), key=lambda i: i[1]))
+        lines = [
+            f"cases: {self.num_cases} training ({self.num_groups} patient groups), "
+            f"{self.num_test_cases} test",
+            "channels: " + ", ".join(f"{i} {n}" for i, n in enumerate(self.channel_names)),
+            f"labels: {labels} (values in the label maps: {_join(self.label_values_found)})",
+        ]
+        if self.regions:
+            lines.append(
+                "regions: " + ", ".join(f"{n} {_tuple(v)}" for n, v in self.regions.items())
+            )
+        if self.shape_range is not None:
+            smallest, largest = self.shape_range
+            lines.append(f"shape (Z, Y, X): {_tuple(smallest)} .. {_tuple(largest)}")
+        if self.spacing_range is not None:
+            low, high = self.spacing_range
+            lines.append(f"spacing (mm, Z, Y, X): {_tuple(low)} .. {_tuple(high)}")
+        lines.append(f"ROI masks: {'yes' if self.has_roi else 'no'}")
+        return lines
+
+
+def _join(values: Sequence[int]) -> str:
+    return ", ".join(str(v) for v in values) or "none"
+
+
+def _tuple(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values) + ")"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Everything :func:`verify_dataset` found.
+
+    Attributes:
+        path: The dataset path as given.
+        problems: Every problem, dataset-level first, then per case, without duplicates.
+        dataset: The loaded dataset (None when it could not be loaded at all).
+        summary: A summary of the cases that read cleanly (None when unloadable).
+    """
+
+    path: Path
+    problems: tuple[Problem, ...]
+    dataset: Dataset | None = None
+    summary: DatasetSummary | None = field(default=None)
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (the ``--json`` report)."""
+        return {
+            "path": str(self.path),
+            "ok": self.ok,
+            "format": self.dataset.format if self.dataset else None,
+            "num_problems": len(self.problems),
+            "problems": [p.to_dict() for p in self.problems],
+            "summary": to_jsonable(self.summary) if self.summary else None,
+        }
+
+
+def verify_dataset(path: Path, *, num_workers: int = 1) -> VerifyReport:
+    """Check a dataset (any supported format) and report every problem found.
+
+    Args:
+        path: Dataset folder, its dataset.json, or a CSV manifest.
+        num_workers: Processes reading cases in parallel (1: in this process).
+
+    Returns:
+        The report; ``report.ok`` is True when nothing is wrong. Never raises for bad data.
+    """
+    result = read_dataset(Path(path))
+    problems = list(result.problems)
+    dataset, summary = result.dataset, None
+    if dataset is not None:
+        records = _inspect_cases(dataset.cases + dataset.test_cases, dataset, num_workers)
+        problems += [p for record in records for p in record.problems]
+        summary = _summarise(dataset, records)
+    return VerifyReport(Path(path), tuple(dict.fromkeys(problems)), dataset, summary)
+
+
+def verify_cases(cases: Sequence[Case], dataset: Dataset, num_workers: int = 1) -> list[Problem]:
+    """Run the per-case checks on ``cases`` (e.g. unlabelled inputs of ``autoseg predict``).
+
+    Args:
+        cases: Cases to check; their channel count must match ``dataset``'s.
+        dataset: Supplies the channel count and declared labels.
+        num_workers: Processes reading cases in parallel (1: in this process).
+
+    Returns:
+        Every problem found, in case order, without duplicates.
+    """
+    records = _inspect_cases(tuple(cases), dataset, num_workers)
+    return list(dict.fromkeys(p for record in records for p in record.problems))
+
+
+def _inspect_cases(cases: Sequence[Case], dataset: Dataset, num_workers: int) -> list[CaseRecord]:
+    expect = CaseExpectations.from_dataset(dataset)
+    items = [(case, expect) for case in cases]
+    return list(map_cases(_inspect_one, items, num_workers=num_workers, desc="verify"))
+
+
+def _inspect_one(item: tuple[Case, CaseExpectations]) -> CaseRecord:
+    """Worker: inspect one case, keep only small results (no arrays cross processes)."""
+    case, expect = item
+    inspection = inspect_case(case, expect)
+    arrays = inspection.arrays
+    if arrays is None:
+        return CaseRecord(case.case_id, inspection.problems)
+    values = () if arrays.label is None else tuple(int(v) for v in unique_values(arrays.label))
+    return CaseRecord(case.case_id, (), arrays.geometry.shape, arrays.geometry.spacing, values)
+
+
+def _summarise(dataset: Dataset, records: Sequence[CaseRecord]) -> DatasetSummary:
+    shapes = np.array([r.shape for r in records if r.shape is not None])
+    spacings = np.array([r.spacing for r in records if r.spacing is not None])
+    groups = {case.group or f"case:{case.case_id}" for case in dataset.cases}
+    return DatasetSummary(
+        name=dataset.name,
+        format=dataset.format,
+        num_cases=len(dataset.cases),
+        num_test_cases=len(dataset.test_cases),
+        channel_names=dataset.channel_names,
+        labels=dict(dataset.labels),
+        regions=dict(dataset.regions),
+        label_values_found=tuple(sorted({v for r in records for v in r.label_values})),
+        shape_range=(
+            (tuple(int(v) for v in shapes.min(0)), tuple(int(v) for v in shapes.max(0)))
+            if len(shapes)
+            else None
+        ),
+        spacing_range=(
+            (tuple(float(v) for v in spacings.min(0)), tuple(float(v) for v in spacings.max(0)))
+            if len(spacings)
+            else None
+        ),
+        has_roi=dataset.has_roi,
+        num_groups=len(groups),
+    )
+
+
+def format_report(report: VerifyReport) -> str:
+    """The human-readable summary printed on success (or after the problem lines)."""
+    if report.ok and report.summary is not None:
+        head = (
+            f"{report.path}: no problems found ({report.summary.format} dataset "
+            f"{report.summary.name!r})"
+        )
+        return "\n".join([head, *("  " + line for line in report.summary.lines())])
+    cases = {p.case_id for p in report.problems if p.case_id is not None}
+    return (
+        f"{report.path}: {len(report.problems)} problem(s) found"
+        f" ({len(cases)} case(s) affected); fix them and run 'autoseg verify' again"
+    )
+
+
+def run_verify_command(dataset: Path, *, as_json: bool, num_workers: int) -> int:
+    """``autoseg verify``: print the report and return the exit status (0 ok, 2 problems).
+
+    Without ``as_json`` every problem is one line on stderr (``autoseg: error: <case>
+    <file>: <what is wrong>``) and the summary goes to stdout; with it, the JSON report
+    goes to stdout.
+    """
+    report = verify_dataset(dataset, num_workers=num_workers)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            print(f"autoseg: error: {problem}", file=sys.stderr)
+        print(format_report(report))
+    return 0 if report.ok else 2

@@ -1,0 +1,62 @@
+"""Shared fixtures: phantom datasets from autoseg.data.synthetic (session-cached), a
+workspace and a seeded random generator.
+
+Phantom datasets are shared across the session: never modify one in place; copy it
+first (``shutil.copytree(path, tmp_path / "ds")``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoseg.data.synthetic import PhantomSpec, generate_phantom_dataset
+from autoseg.workspace import Workspace
+
+TINY_SPEC = {
+    "num_train_cases": 6,
+    "num_test_cases": 2,
+    "base_shape": (32, 32, 32),
+    "channels": ("T1", "FLAIR"),
+}
+
+
+@pytest.fixture(scope="session")
+def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Factory: ``phantom_dataset(**spec_overrides) -> Path`` of a generated nnU-Net folder.
+
+    Overrides are :class:`PhantomSpec` fields; one dataset per distinct spec is generated
+    per session and then reused. Treat the folder as read-only.
+    """
+    cache: dict[PhantomSpec, Path] = {}
+
+    def make(**overrides: object) -> Path:
+        spec = PhantomSpec(**overrides)  # type: ignore[arg-type]
+        if spec not in cache:
+            out = tmp_path_factory.mktemp("phantom") / "dataset"
+            generate_phantom_dataset(out, spec)
+            cache[spec] = out
+        return cache[spec]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(phantom_dataset: Callable[..., Path]) -> Path:
+    """A small phantom: 6 training + 2 test cases, ~32 voxels per axis, T1 + FLAIR, 3 classes."""
+    return phantom_dataset(**TINY_SPEC)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """An empty workspace under the test's temporary folder."""
+    return Workspace(tmp_path / "work")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded NumPy generator."""
+    return np.random.default_rng(1234)
