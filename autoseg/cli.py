@@ -290,6 +290,229 @@ def _run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_find_best(p: argparse.ArgumentParser) -> None:
+    _add_work(p)
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        metavar="CONFIG",
+        help="configurations to compare, with their ensembles (default: every trained one)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=("dice", "iou", "nsd", "hd95"),
+        default="dice",
+        help="cross-validation metric, foreground mean (default: dice; hd95: lower wins)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="bootstrap resamples of the confidence intervals (default: 2000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    p.add_argument(
+        "-np",
+        "--num-workers",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="parallel processes scoring cases (default: 2)",
+    )
+
+
+def _run_find_best(args: argparse.Namespace) -> int:
+    from autoseg.ensembling import find_best, format_best_choice
+
+    choice = find_best(
+        _workspace(args),
+        args.configs,
+        metric=args.metric,
+        num_bootstrap=args.bootstrap,
+        seed=args.seed,
+        num_workers=args.num_workers,
+    )
+    print(format_best_choice(choice))
+    return 0
+
+
+def _add_model_choice(
+    p: argparse.ArgumentParser, *, choices: tuple[str, ...], default_help: str
+) -> None:
+    p.add_argument("--config", choices=choices, default=None, help=default_help)
+    p.add_argument(
+        "--folds",
+        type=parse_folds,
+        default=None,
+        metavar="FOLDS",
+        help="folds to use: 0..4, 0,2, 3 or all (default: every trained fold, or best.json's)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        choices=("final", "best", "latest"),
+        default="final",
+        help="which checkpoint of each fold (default: final)",
+    )
+
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-i",
+        "--input",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="INPUT",
+        help="folder of {case}_{XXXX}.nii.gz images (ROI masks: {case}_roi.nii.gz), a CSV "
+        "manifest, or the files (one per channel) of one case",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT", help="folder")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="trained workspace (default: $AUTOSEG_WORK, else ./autoseg_work)",
+    )
+    source.add_argument(
+        "--model", type=Path, default=None, metavar="ZIP", help="model archive (export-model)"
+    )
+    _add_model_choice(
+        p,
+        choices=("best", "unet3d", "deepmedic"),
+        default_help="configuration, or best = find-best's choice (default: best when "
+        "best.json exists, else the only trained configuration)",
+    )
+    p.add_argument("--no-tta", action="store_true", help="no test-time mirroring")
+    p.add_argument(
+        "--step-size",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="U-Net window step as a fraction of the patch, in (0, 1] (default: 0.5)",
+    )
+    p.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write <case>.npz (key probabilities, float16, original geometry)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="redo cases whose output exists")
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
+    )
+    p.add_argument(
+        "-np",
+        "--num-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="background threads preparing/exporting cases while the network predicts "
+        "(default: 1 on a GPU, 0 on the CPU)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: every core when predicting on the CPU)",
+    )
+    p.add_argument(
+        "--roi", type=Path, default=None, metavar="FILE", help="ROI mask of a single-case input"
+    )
+    p.add_argument(
+        "--save-feature-maps",
+        nargs="+",
+        default=(),
+        metavar="LAYERS",
+        help="DeepMedic layers whose feature maps to write, e.g. normal:0,7 subsampled_1:3 fc:0 "
+        "(0-based): OUTPUT/<case>_features_<pathway>_layer<i>.nii.gz, float32 X×Y×Z×F in the "
+        "input's geometry, from the first fold's model",
+    )
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from autoseg.inference.run import PredictCommand, parse_feature_layers, run_prediction
+
+    report = run_prediction(
+        PredictCommand(
+            inputs=tuple(args.input),
+            output=args.output,
+            workspace=None if args.model else _workspace(args),
+            model=args.model,
+            config=args.config,
+            folds=tuple(args.folds) if args.folds is not None else None,
+            checkpoint=args.checkpoint,
+            use_mirroring=not args.no_tta,
+            step_fraction=args.step_size,
+            save_probabilities=args.save_probabilities,
+            overwrite=args.overwrite,
+            device=args.device,
+            num_workers=args.num_workers,
+            threads=args.threads,
+            roi=args.roi,
+            feature_layers=parse_feature_layers(args.save_feature_maps),
+        )
+    )
+    print(report.summary())
+    return report.exit_code
+
+
+def _add_export_model(p: argparse.ArgumentParser) -> None:
+    _add_work(p)
+    p.add_argument("--out", type=Path, required=True, metavar="ZIP", help="archive to write")
+    _add_model_choice(
+        p,
+        choices=("all", "best", "unet3d", "deepmedic"),
+        default_help="configuration(s) to export (default: all with trained folds)",
+    )
+
+
+def _run_export_model(args: argparse.Namespace) -> int:
+    from autoseg.inference.model_archive import export_model
+
+    summary = export_model(
+        _workspace(args),
+        args.out,
+        config=args.config,
+        folds=tuple(args.folds) if args.folds is not None else None,
+        checkpoint=args.checkpoint,
+    )
+    print(summary.describe())
+    return 0
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from autoseg.trainers.cli_args import add_train_arguments
+
+    p.add_argument(
+        "folds",
+        nargs="?",
+        type=parse_folds,
+        default=None,
+        metavar="fold=FOLDS",
+        help="folds to train: fold=0..4 (default), fold=2, fold=0,2 or fold=all (every case)",
+    )
+    p.add_argument("--fold", type=parse_folds, default=None, metavar="K", help="same as fold=K")
+    _add_work(p)
+    add_train_arguments(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from autoseg.errors import ConfigError
+    from autoseg.trainers.cli_args import request_from_args
+    from autoseg.trainers.run import format_results, run_training
+
+    if args.folds is not None and args.fold is not None:
+        raise ConfigError("give the folds once: fold=FOLDS or --fold K, not both")
+    folds = args.folds or args.fold or list(range(5))
+    results = run_training(_workspace(args), request_from_args(args, folds))
+    print(format_results(results))
+    return 0
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its one-line help, its option declarations and its handler."""
@@ -305,13 +528,29 @@ COMMANDS: dict[str, Command] = {
         "generate a synthetic phantom dataset (nnU-Net v2 format)", _add_demo_data, _run_demo_data
     ),
     "plan": Command("verify, fingerprint, plan and preprocess a dataset", _add_plan, _run_plan),
+    "train": Command(
+        "train the planned configurations on the cross-validation folds", _add_train, _run_train
+    ),
     "verify": Command(
         "check a dataset for everything training would trip on", _add_verify, _run_verify
+    ),
+    "find-best": Command(
+        "pick the best configuration or ensemble from cross-validation; write best.json",
+        _add_find_best,
+        _run_find_best,
     ),
     "evaluate": Command(
         "score predicted label maps against references (Dice, HD95, NSD, ...)",
         _add_evaluate,
         _run_evaluate,
+    ),
+    "predict": Command(
+        "segment new scans with a trained workspace or model archive", _add_predict, _run_predict
+    ),
+    "export-model": Command(
+        "pack trained models (plans, checkpoints, best.json) into a zip",
+        _add_export_model,
+        _run_export_model,
     ),
 }
 

@@ -1,0 +1,112 @@
+"""Reading predict's INPUT: folder (nnU-Net naming, ROI files), CSV manifest, single files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoseg.errors import ConfigError, InputError
+from autoseg.inference.inputs import read_inputs
+
+CHANNELS = ("T1", "FLAIR")
+
+
+def touch(folder: Path, *names: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+
+
+def test_folder_cases_channels_rois_and_endings(tmp_path: Path) -> None:
+    touch(
+        tmp_path,
+        "a_0000.nii.gz",
+        "a_0001.nii.gz",
+        "a_roi.nii.gz",
+        "b_2_0000.nrrd",
+        "b_2_0001.nrrd",
+        "notes.txt",
+        ".hidden_0000.nii.gz",
+    )
+    inputs = read_inputs([tmp_path], CHANNELS, use_roi=False)
+    assert [c.case_id for c in inputs.cases] == ["a", "b_2"]
+    a = inputs.cases[0]
+    assert a.channels == (tmp_path / "a_0000.nii.gz", tmp_path / "a_0001.nii.gz")
+    assert a.roi is None and a.label is None  # ROI files are ignored without ROI plans
+    assert inputs.output_path(Path("out"), "b_2") == Path("out/b_2.nrrd")
+    assert not inputs.problems
+    with_roi = read_inputs([tmp_path], CHANNELS, use_roi=True)
+    assert with_roi.cases[0].roi == tmp_path / "a_roi.nii.gz"
+    assert "b_2_roi.nrrd in" in str(with_roi.problems["b_2"])
+
+
+def test_folder_problems_are_per_case(tmp_path: Path) -> None:
+    touch(tmp_path, "a_0000.nii.gz", "a_0002.nii.gz", "b_0000.nii.gz", "b_0001.nii.gz")
+    inputs = read_inputs([tmp_path], CHANNELS, use_roi=False)
+    assert set(inputs.problems) == {"a"}
+    message = str(inputs.problems["a"])
+    assert message.startswith("a ") and "channel file(s) 0002" in message
+    assert "expected a_0000...a_0001.nii.gz" in message
+    # a missing channel file is left for the verify checks (file not found)
+    assert inputs.cases[0].channels[1] == tmp_path / "a_0001.nii.gz"
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["scan.nii.gz"], r"does not follow \{case\}_\{XXXX\}.nii.gz"),
+        (["readme.md"], "no input images found"),
+    ],
+)
+def test_folder_errors(tmp_path: Path, names: list[str], message: str) -> None:
+    touch(tmp_path, *names)
+    with pytest.raises(InputError, match=message):
+        read_inputs([tmp_path], CHANNELS, use_roi=False)
+
+
+def test_csv_manifest(tmp_path: Path) -> None:
+    csv = tmp_path / "cases.csv"
+    csv.write_text(
+        "case,T1,FLAIR,label,roi\n"
+        "p1,img/p1_t1.nii.gz,img/p1_fl.nii.gz,,img/p1_roi.nii.gz\n"
+        f"p2,{tmp_path}/p2_t1.mha,img/p2_fl.mha,lab.nii.gz,\n"
+    )
+    inputs = read_inputs([csv], CHANNELS, use_roi=True)
+    p1, p2 = inputs.cases
+    assert p1.channels == (tmp_path / "img/p1_t1.nii.gz", tmp_path / "img/p1_fl.nii.gz")
+    assert p1.roi == tmp_path / "img/p1_roi.nii.gz" and p1.label is None
+    assert p2.label is None and inputs.endings["p2"] == ".mha"
+    assert "add a 'roi' column" in str(inputs.problems["p2"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("case,T1\np1,a.nii.gz\n", "one column per channel of the model \\(2: T1, FLAIR\\)"),
+        ("case,T1,FLAIR\np1,a.nii.gz,b.nii.gz\np1,c.nii.gz,d.nii.gz\n", "repeated \\('p1'\\)"),
+        ("case,T1,FLAIR\n", "lists no case"),
+    ],
+)
+def test_csv_errors(tmp_path: Path, text: str, message: str) -> None:
+    csv = tmp_path / "cases.csv"
+    csv.write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_inputs([csv], CHANNELS, use_roi=False)
+
+
+def test_single_case_files(tmp_path: Path) -> None:
+    files = [tmp_path / "brain_0000.nii.gz", tmp_path / "brain_0001.nii.gz"]
+    inputs = read_inputs(files, CHANNELS, use_roi=True, roi=tmp_path / "mask.nii.gz")
+    (case,) = inputs.cases
+    assert case.case_id == "brain" and case.channels == tuple(files)
+    assert case.roi == tmp_path / "mask.nii.gz" and not inputs.problems
+    touch(tmp_path, "scan.nrrd")
+    (four_d,) = read_inputs([tmp_path / "scan.nrrd"], CHANNELS, use_roi=False).cases
+    assert four_d.case_id == "scan" and four_d.channels_in_one_file
+    with pytest.raises(InputError, match="3 file\\(s\\) given but the model has 2 channel"):
+        read_inputs([*files, tmp_path / "x.nii.gz"], CHANNELS, use_roi=False)
+    with pytest.raises(InputError, match="input not found"):
+        read_inputs([tmp_path / "missing"], CHANNELS, use_roi=False)
+    with pytest.raises(ConfigError, match="--roi is for a single case"):
+        read_inputs([tmp_path], CHANNELS, use_roi=True, roi=tmp_path / "m.nii.gz")
