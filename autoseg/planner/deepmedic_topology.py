@@ -10,6 +10,7 @@ Segment edges are given for the finest axis and scaled by ``1 / r`` along the ot
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -110,6 +111,16 @@ def segment_for_edge(edge: int, spacing: Spacing3, limit: Shape3 | None = None) 
     return tuple(int(v) for v in shape)  # type: ignore[return-value]
 
 
+def _on_lattice(segment: Shape3, config: DeepMedicConfig) -> Shape3:
+    """Round an inference segment to the nearest multiple of every subsampling factor per
+    axis (at least one step), so tiles of that size start on every pathway's grid and stitch
+    seamlessly; the caller checks the rounded segment against the memory target."""
+    lattice = [math.lcm(1, *(sub.factor[a] for sub in config.subsampled)) for a in range(3)]
+    return tuple(  # type: ignore[return-value]
+        max(step, math.floor(n / step + 0.5) * step) for n, step in zip(segment, lattice)
+    )
+
+
 @dataclass(frozen=True)
 class DeepMedicChoice:
     """Result of the DeepMedic search."""
@@ -154,7 +165,7 @@ def search_deepmedic(
         batch += 1
     inference_edge = max(h.deepmedic_inference_output, edge)
     while True:
-        inference = segment_for_edge(inference_edge, spacing, median_shape)
+        inference = _on_lattice(segment_for_edge(inference_edge, spacing, median_shape), config)
         if fits_inference(config, inference) or inference_edge <= edge:
             break
         inference_edge -= 2
