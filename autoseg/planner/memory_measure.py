@@ -53,7 +53,8 @@ class MemoryMeasurement:
 def reference_loss(
     outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]
 ) -> torch.Tensor:
-    """Soft Dice + cross-entropy over (deep-supervision) outputs, weights halving per level.
+    """The trainer's default loss (:func:`autoseg.trainers.losses.default_loss`): soft Dice +
+    cross-entropy over the (deep-supervision) outputs, weights halving per level.
 
     The loss whose saved tensors the memory model counts: per output the log-softmax (cross
     entropy) and softmax (Dice) outputs, the fp32 one-hot target and the int64 labels.
@@ -62,22 +63,9 @@ def reference_loss(
         outputs: B×K×Z×Y×X logits, full resolution first.
         targets: B×Z×Y×X int64 labels matching each output's shape.
     """
-    import torch
-    import torch.nn.functional as F
+    from autoseg.trainers.losses import default_loss
 
-    weights = [0.5**i for i in range(len(outputs))]
-    total = sum(weights)
-    loss = outputs[0].new_zeros((), dtype=torch.float32)
-    for w, logits, target in zip(weights, outputs, targets):
-        ce = F.cross_entropy(logits, target)
-        probs = torch.softmax(logits, dim=1, dtype=torch.float32)
-        onehot = torch.zeros_like(probs).scatter_(1, target[:, None], 1.0)
-        dims = tuple(range(2, logits.dim()))
-        intersection = (probs * onehot).sum(dims)
-        denominator = probs.sum(dims) + onehot.sum(dims)
-        dice = (2.0 * intersection + 1e-5) / (denominator + 1e-5)
-        loss = loss + (w / total) * (ce + 1.0 - dice.mean())
-    return loss
+    return default_loss(len(outputs))(outputs, targets)
 
 
 def make_training_batch(

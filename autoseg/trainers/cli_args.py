@@ -1,0 +1,170 @@
+"""The options of ``autoseg train`` and their translation into a TrainingRequest (no torch).
+
+Every TrainConfig knob has one option; left out, the knob keeps its default (or is decided at
+run time where the default is None, see :class:`autoseg.trainers.config.TrainConfig`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from autoseg.errors import ConfigError
+from autoseg.trainers.config import (
+    DEVICES,
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    TrainingRequest,
+)
+from autoseg.trainers.time_budget import parse_duration
+
+__all__ = ["add_train_arguments", "request_from_args"]
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_schedule_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("length and schedule")
+    g.add_argument("--epochs", type=_count, metavar="N", help="epochs (GPU default: 1000)")
+    g.add_argument(
+        "--iters-per-epoch", type=_count, metavar="N", help="default: 250 (fewer for short budgets)"
+    )
+    g.add_argument(
+        "--val-iters", type=_count, metavar="N", help="validation batches per epoch (default: 50)"
+    )
+    g.add_argument(
+        "--time-budget",
+        type=_duration,
+        metavar="DURATION",
+        help="fit the epochs of each fold into this wall-clock time, e.g. 90m, 2h, 45s "
+        "(CPU default without --epochs: 60m)",
+    )
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default: sgd")
+    g.add_argument("--lr", type=float, metavar="LR", help="initial learning rate")
+    g.add_argument("--momentum", type=float, metavar="M", help="SGD (Nesterov) momentum")
+    g.add_argument("--weight-decay", type=float, default=3e-5, metavar="W", help="default: 3e-5")
+    g.add_argument("--schedule", choices=SCHEDULES, default="poly", help="default: poly")
+    g.add_argument(
+        "--grad-clip", type=float, default=12.0, metavar="NORM", help="0 = off (default: 12)"
+    )
+    g.add_argument("--loss", choices=LOSSES, help="default: dice_ce (U-Net), ce (DeepMedic)")
+    g.add_argument(
+        "--early-stopping",
+        type=_count,
+        metavar="EPOCHS",
+        help="stop when the smoothed pseudo-Dice has not improved for this many epochs",
+    )
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare every ``autoseg train`` option except the folds and --work."""
+    p.add_argument(
+        "--config",
+        default="all",
+        metavar="CONFIG",
+        help="planned configuration(s) to train: unet3d, deepmedic, unet3d,deepmedic or all "
+        "(default: all)",
+    )
+    _add_schedule_options(p)
+    g = p.add_argument_group("run")
+    g.add_argument("--resume", action="store_true", help="continue unfinished folds")
+    g.add_argument("--overwrite", action="store_true", help="retrain folds from scratch")
+    g.add_argument(
+        "--pretrained", type=Path, metavar="CKPT", help="initialise the weights (fresh optimiser)"
+    )
+    g.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
+    g.add_argument("--seed", type=int, default=0, help="default: 0")
+    g.add_argument(
+        "-np",
+        "--num-workers",
+        type=int,
+        metavar="N",
+        help="data-loading processes (0: in-process; default: from the CPU count)",
+    )
+    g.add_argument(
+        "--threads",
+        type=_count,
+        metavar="N",
+        help="torch CPU threads (default: every core; fewer when other work busies the cores)",
+    )
+    amp = g.add_mutually_exclusive_group()
+    amp.add_argument("--amp", dest="amp", action="store_true", default=None, help="force AMP")
+    amp.add_argument("--no-amp", dest="amp", action="store_false", help="train in fp32")
+    g.add_argument("--compile", action="store_true", help="torch.compile the network")
+    layout = g.add_mutually_exclusive_group()
+    layout.add_argument(
+        "--channels-last", dest="channels_last", action="store_true", default=None,
+        help="channels-last-3d memory format (default: U-Net on CPUs only)",
+    )  # fmt: skip
+    layout.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars")
+    g.add_argument(
+        "--no-validation", action="store_true", help="skip the end-of-training validation"
+    )
+    mirror = g.add_mutually_exclusive_group()
+    mirror.add_argument(
+        "--val-mirroring", dest="val_mirroring", action="store_true", default=None,
+        help="mirroring TTA in the final validation (default: on GPUs only)",
+    )  # fmt: skip
+    mirror.add_argument("--no-val-mirroring", dest="val_mirroring", action="store_false")
+    g.add_argument(
+        "--val-step", type=float, default=0.5, metavar="F", help="sliding-window step (0, 1]"
+    )
+
+
+def request_from_args(args: argparse.Namespace, folds: list[int | str]) -> TrainingRequest:
+    """The :class:`~autoseg.trainers.run.TrainingRequest` of parsed ``autoseg train`` options.
+
+    Raises:
+        ConfigError: for invalid option values (e.g. a negative learning rate).
+    """
+    config = TrainConfig(
+        epochs=args.epochs,
+        iters_per_epoch=args.iters_per_epoch,
+        val_iters=args.val_iters,
+        time_budget_seconds=args.time_budget,
+        device=args.device,
+        amp=args.amp,
+        seed=args.seed,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        grad_clip_norm=args.grad_clip if args.grad_clip and args.grad_clip > 0 else None,
+        loss=args.loss,
+        early_stopping_patience=args.early_stopping,
+        num_workers=args.num_workers,
+        threads=args.threads,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        final_validation=not args.no_validation,
+        val_mirroring=args.val_mirroring,
+        val_step_fraction=args.val_step,
+        tensorboard=args.tensorboard,
+    )
+    return TrainingRequest(
+        configs=tuple(c.strip() for c in args.config.split(",") if c.strip()) or ("all",),
+        folds=tuple(folds),
+        config=config,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        pretrained=args.pretrained,
+    )

@@ -1,0 +1,294 @@
+"""``train_fold``: the training loop shared by both network families.
+
+Skeleton (each step a plain function; per-family parts come from the session's strategy)::
+
+    action, checkpoint = prepare_fold_dir(...)     # fresh / resume / validate-only / skip
+    session = open_session(...)                    # network, optimiser, schedule, loaders
+    while not session.state.finished:
+        run_epoch(session, ...)                    # train, validate, fit epochs to the budget,
+                                                   # checkpoint, log.jsonl, progress.png
+    save checkpoint_final.pt
+    validate_cases(...)                            # full inference on the validation cases
+
+Files in ``results/<config>/fold_<k>/``: ``checkpoint_{latest,best,final}.pt``, ``log.jsonl``,
+``progress.png``, ``train_config.json``, ``validation/`` (see
+:mod:`autoseg.trainers.validation`) and, with ``--tensorboard``, ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autoseg.artefacts import is_current
+from autoseg.atomic import atomic_write_json
+from autoseg.data.dataset import Dataset
+from autoseg.errors import ConfigError
+from autoseg.log import get_logger
+from autoseg.trainers.checkpoint import (
+    LoadedCheckpoint,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
+from autoseg.trainers.config import TrainConfig
+from autoseg.trainers.device import select_device, use_amp
+from autoseg.trainers.epoch_budget import fit_epochs
+from autoseg.trainers.history import EpochRecord, append_record, rewrite_log
+from autoseg.trainers.resume import resume_config
+from autoseg.trainers.session import FoldSpec, Session, open_session
+from autoseg.trainers.steps import pseudo_dice, train_epoch, validate_epoch
+from autoseg.trainers.validation import checkpoint_inputs, validate_cases
+from autoseg.viz.curves import plot_progress
+
+__all__ = ["FoldResult", "prepare_fold_dir", "run_epoch", "train_fold"]
+
+_log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """What ``train_fold`` did for one fold.
+
+    Attributes:
+        status: "trained", "validated" (final checkpoint existed, validation was missing)
+            or "skipped" (finished before; pass --overwrite to retrain).
+        epochs: Epochs completed.
+        summary: The validation summary.json content (None without final validation).
+    """
+
+    config_name: str
+    fold: int | str
+    fold_dir: Path
+    status: str
+    epochs: int
+    summary: dict[str, Any] | None
+
+
+def _paths(fold_dir: Path) -> dict[str, Path]:
+    names = ("latest", "best", "final")
+    paths = {name: fold_dir / f"checkpoint_{name}.pt" for name in names}
+    paths.update(log=fold_dir / "log.jsonl", png=fold_dir / "progress.png")
+    paths.update(config=fold_dir / "train_config.json", validation=fold_dir / "validation")
+    return paths
+
+
+def prepare_fold_dir(
+    spec: FoldSpec, config: TrainConfig, *, resume: bool, overwrite: bool
+) -> tuple[str, LoadedCheckpoint | None]:
+    """Decide what to do with the fold folder: "fresh", "resume", "validate" or "skip".
+
+    Raises:
+        ConfigError: if an unfinished training is there and neither --resume nor
+            --overwrite was given.
+        CheckpointError: if the checkpoint to resume from is corrupted.
+    """
+    folder, paths = spec.fold_dir, _paths(spec.fold_dir)
+    if overwrite and folder.exists():
+        _log.info("--overwrite: removing %s", folder)
+        shutil.rmtree(folder)
+    if paths["final"].is_file():
+        summary = paths["validation"] / "summary.json"
+        if not config.final_validation or is_current(summary, checkpoint_inputs(paths["final"])):
+            return "skip", None
+        return "validate", None
+    if paths["latest"].is_file():
+        if not resume:
+            raise ConfigError(
+                "holds an unfinished training; pass --resume to continue it or --overwrite "
+                "to start over",
+                path=folder,
+            )
+        return "resume", load_checkpoint(paths["latest"])
+    if resume:
+        _log.info("nothing to resume in %s: starting from scratch", folder)
+    return "fresh", None
+
+
+def _write_train_config(session: Session, path: Path) -> None:
+    state = session.state
+    atomic_write_json(
+        path,
+        {
+            "schema_version": 1,
+            "configuration": session.spec.config_name,
+            "fold": str(session.spec.fold),
+            "config": session.config.to_dict(),
+            "resolved": session.resolved,
+            "epochs": {
+                "total": state.total_epochs,
+                "source": state.epochs_source,
+                "budget_seconds": state.budget_seconds,
+                "decided": state.epochs_decided,
+            },
+            "train_cases": list(session.spec.train_ids),
+            "val_cases": list(session.spec.val_ids),
+        },
+    )
+
+
+def run_epoch(session: Session, paths: dict[str, Path]) -> None:
+    """One epoch: train, validate, update the state, fit the epoch count, save and log."""
+    state, epoch, start = session.state, session.state.epoch, time.perf_counter()
+    lr = session.schedule.start_epoch(epoch)
+    timings = train_epoch(session, epoch)
+    validation = validate_epoch(session)
+    dice = pseudo_dice(validation.counts)
+    defined = [d for d in dice if math.isfinite(d)]
+    improved = state.update_ema(sum(defined) / len(defined) if defined else math.nan)
+    ema = state.ema if state.ema is not None else math.nan
+    seconds = time.perf_counter() - start
+    record = EpochRecord(epoch, timings.loss, validation.loss, dice, ema, lr, seconds)
+    state.history.append(record)
+    state.epoch += 1
+    session.schedule.end_epoch(validation.loss)
+    state.elapsed_seconds = session.elapsed()
+    if fit_epochs(session, timings, validation):
+        _write_train_config(session, paths["config"])
+    patience = session.config.early_stopping_patience
+    if patience is not None and state.epochs_since_best >= patience and not state.finished:
+        _log.info("early stopping: no better smoothed pseudo-Dice for %d epochs", patience)
+        state.stopped_early = True
+    _save_epoch(session, paths, record, improved)
+
+
+def _save_epoch(
+    session: Session, paths: dict[str, Path], record: EpochRecord, improved: bool
+) -> None:
+    start = time.perf_counter()
+    payload = session.checkpoint_payload()
+    save_checkpoint(paths["latest"], payload)
+    if improved:
+        save_checkpoint(paths["best"], payload)
+    append_record(paths["log"], record)
+    plot_progress(session.state.history, paths["png"])
+    if session.writer is not None:
+        session.writer.add_record(record)
+    session.save_seconds = time.perf_counter() - start
+    dice = ", ".join("-" if math.isnan(d) else f"{d:.3f}" for d in record.pseudo_dice)
+    _log.info(
+        "%s fold %s epoch %d/%d: train loss %.4f, val loss %.4f, pseudo Dice [%s] (EMA %.4f%s), "
+        "lr %.2e, %.1f s",
+        session.spec.config_name,
+        session.spec.fold,
+        record.epoch + 1,
+        session.state.total_epochs,
+        record.train_loss,
+        record.val_loss,
+        dice,
+        record.ema_pseudo_dice,
+        ", new best" if improved else "",
+        record.lr,
+        record.seconds,
+    )
+
+
+def _train(session: Session, paths: dict[str, Path]) -> None:
+    rewrite_log(paths["log"], session.state.history)
+    _write_train_config(session, paths["config"])
+    try:
+        while not session.state.finished:
+            run_epoch(session, paths)
+    finally:
+        session.close()
+    payload = session.checkpoint_payload()
+    if not paths["best"].is_file():  # the pseudo-Dice was never defined: best = final
+        save_checkpoint(paths["best"], payload)
+    save_checkpoint(paths["final"], payload)
+    _write_train_config(session, paths["config"])
+
+
+def _validate(
+    spec: FoldSpec, config: TrainConfig, dataset: Dataset, network: torch.nn.Module, amp: bool
+) -> dict[str, Any]:
+    paths = _paths(spec.fold_dir)
+    device = next(network.parameters()).device
+    mirroring = config.val_mirroring if config.val_mirroring is not None else device.type != "cpu"
+    return validate_cases(
+        network,
+        spec.plans,
+        spec.config_name,
+        spec.data_dir,
+        spec.val_ids,
+        dataset,
+        paths["validation"],
+        device=device,
+        mirroring=mirroring,
+        step_fraction=config.val_step_fraction,
+        amp=amp,
+        inputs=checkpoint_inputs(paths["final"]),
+    )
+
+
+def train_fold(
+    spec: FoldSpec,
+    config: TrainConfig,
+    dataset: Dataset,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    pretrained: Path | None = None,
+) -> FoldResult:
+    """Train one configuration on one fold, then validate it (see the module docstring).
+
+    Args:
+        spec: The plan, configuration, fold and its cases, and the workspace.
+        config: Training options.
+        dataset: The raw dataset (reference labels and headers of the final validation).
+        resume: Continue from ``checkpoint_latest.pt`` (exactly: weights, optimiser,
+            schedule, grad scaler, RNG states, history and epoch count).
+        overwrite: Delete the fold folder first.
+        pretrained: Initialise the weights from this checkpoint (fresh optimiser).
+
+    Raises:
+        ConfigError: an unfinished fold without --resume/--overwrite, bad options.
+        CheckpointError: a corrupted or mismatching checkpoint.
+    """
+    action, checkpoint = prepare_fold_dir(spec, config, resume=resume, overwrite=overwrite)
+    paths = _paths(spec.fold_dir)
+    name = f"{spec.config_name} fold {spec.fold}"
+    if action == "skip":
+        _log.info(
+            "%s is already trained (%s); skipping it (--overwrite retrains)", name, paths["final"]
+        )
+        return FoldResult(spec.config_name, spec.fold, spec.fold_dir, "skipped", -1, None)
+    if action == "validate":
+        _log.info("%s is trained; running its missing final validation", name)
+        return _validate_only(spec, config, dataset, paths["final"])
+    if checkpoint is not None:
+        config = resume_config(checkpoint.train_config, config)
+    spec.fold_dir.mkdir(parents=True, exist_ok=True)
+    session = open_session(spec, config, checkpoint=checkpoint, pretrained=pretrained)
+    if checkpoint is not None:
+        _log.info(
+            "%s: resuming after epoch %d of %d",
+            name,
+            session.state.epoch,
+            session.state.total_epochs,
+        )
+    _train(session, paths)
+    summary = (
+        _validate(spec, config, dataset, session.module, session.amp)
+        if config.final_validation
+        else None
+    )
+    return FoldResult(
+        spec.config_name, spec.fold, spec.fold_dir, "trained", session.state.epoch, summary
+    )
+
+
+def _validate_only(
+    spec: FoldSpec, config: TrainConfig, dataset: Dataset, final: Path
+) -> FoldResult:
+    device = select_device(config.device)
+    network, loaded = load_model(final, device=str(device))
+    amp = use_amp(config.amp, device, spec.config_plan.precision)
+    summary = _validate(spec, config, dataset, network, amp)
+    epochs = int(loaded.state.get("epoch", 0))
+    return FoldResult(spec.config_name, spec.fold, spec.fold_dir, "validated", epochs, summary)

@@ -1,0 +1,143 @@
+"""``autoseg train``: train the planned configurations on the requested folds of the split.
+
+Reads plans.json and source.json (written by ``autoseg plan``), the dataset they point to
+(patient groups and the reference labels of the final validation) and the preprocessed cases'
+properties (classes present, for the stratified split); makes or reuses ``splits.json``; then
+trains every (configuration, fold) in turn with :func:`autoseg.trainers.loop.train_fold`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from autoseg.artefacts import read_json
+from autoseg.data.dataset import Dataset, load_dataset
+from autoseg.errors import ConfigError, PlansError
+from autoseg.log import get_logger
+from autoseg.networks._config import choice_error
+from autoseg.planner.plans import Plans, load_plans
+from autoseg.trainers.config import TrainingRequest
+from autoseg.trainers.loop import FoldResult, train_fold
+from autoseg.trainers.session import FoldSpec
+from autoseg.trainers.splits import Splits, load_or_make_splits
+from autoseg.workspace import Workspace
+
+__all__ = ["TrainingRequest", "format_results", "load_source_dataset", "run_training"]
+
+_log = get_logger(__name__)
+
+
+def load_source_dataset(workspace: Workspace) -> Dataset:
+    """The dataset the workspace was planned from (source.json).
+
+    Raises:
+        PlansError: if source.json is missing or malformed (run ``autoseg plan`` first).
+        DatasetError: if the dataset cannot be loaded from the recorded path any more.
+    """
+    source = read_json(workspace.source_json)
+    if not isinstance(source, dict) or "dataset" not in source:
+        raise PlansError(
+            "source.json missing or malformed; run 'autoseg plan DATASET' first",
+            path=workspace.source_json,
+        )
+    return load_dataset(Path(source["dataset"]))
+
+
+def _configuration_names(plans: Plans, requested: Sequence[str]) -> list[str]:
+    if list(requested) == ["all"]:
+        return list(plans.configurations)
+    for name in requested:
+        if name not in plans.configurations:
+            raise choice_error("configuration", name, [*plans.configurations, "all"])
+    return list(dict.fromkeys(requested))
+
+
+def _classes_present(data_dir: Path, case_ids: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    classes = {}
+    for case_id in case_ids:
+        properties = read_json(data_dir / f"{case_id}.json")
+        if not isinstance(properties, dict):
+            raise PlansError(
+                f"preprocessed case {case_id!r} is missing; re-run 'autoseg plan'", path=data_dir
+            )
+        classes[case_id] = tuple(int(v) for v in properties.get("classes_present", ()))
+    return classes
+
+
+def _splits(workspace: Workspace, dataset: Dataset, data_dir: Path, case_ids: list[str]) -> Splits:
+    groups = {c.case_id: c.group for c in dataset.cases}
+    classes = _classes_present(data_dir, case_ids)
+    return load_or_make_splits(workspace.splits_json, case_ids, groups=groups, classes=classes)
+
+
+def _fold_cases(
+    splits: Splits | None, case_ids: Sequence[str], fold: int | str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Training and validation cases of ``fold`` ("all": every case in both)."""
+    if fold == "all" or splits is None:
+        return tuple(case_ids), tuple(case_ids)
+    chosen = splits.fold(fold)
+    return chosen.train, chosen.val
+
+
+def run_training(workspace: Workspace, request: TrainingRequest) -> list[FoldResult]:
+    """Train every requested (configuration, fold); return what each did.
+
+    Raises:
+        PlansError: before ``autoseg plan`` (suggesting it), or with incomplete preprocessing.
+        ConfigError: an unknown configuration (listing the planned ones), --pretrained with
+            several configurations, an unfinished fold without --resume/--overwrite.
+        CheckpointError: a corrupted checkpoint (naming the file).
+        DatasetError: too few cases for the split, or the dataset is gone.
+    """
+    plans = load_plans(workspace.plans_json)
+    names = _configuration_names(plans, request.configs)
+    if request.pretrained is not None and len(names) != 1:
+        raise ConfigError(
+            f"--pretrained initialises one configuration's network; choose one with --config "
+            f"(planned: {', '.join(plans.configurations)})"
+        )
+    dataset = load_source_dataset(workspace)
+    case_ids = sorted(c.case_id for c in dataset.cases)
+    results = []
+    for name in names:
+        data_dir = workspace.preprocessed_dir(plans.configuration(name).data_identifier)
+        numbered = any(f != "all" for f in request.folds)
+        splits = _splits(workspace, dataset, data_dir, case_ids) if numbered else None
+        for fold in request.folds:
+            train_ids, val_ids = _fold_cases(splits, case_ids, fold)
+            spec = FoldSpec(plans, name, fold, train_ids, val_ids, workspace)
+            _log.info(
+                "training %s fold %s: %d training / %d validation cases",
+                name,
+                fold,
+                len(train_ids),
+                len(val_ids),
+            )
+            results.append(
+                train_fold(
+                    spec,
+                    request.config,
+                    dataset,
+                    resume=request.resume,
+                    overwrite=request.overwrite,
+                    pretrained=request.pretrained,
+                )
+            )
+    return results
+
+
+def format_results(results: Sequence[FoldResult]) -> str:
+    """One line per trained fold: configuration, fold, what was done, epochs, validation Dice."""
+    lines = [f"{'configuration':<14} {'fold':<5} {'status':<10} {'epochs':>6}  val Dice"]
+    for r in results:
+        dice = math.nan
+        if r.summary and r.summary.get("summary"):
+            dice = r.summary["summary"]["foreground_mean"]["dice"]
+        epochs = "-" if r.epochs < 0 else str(r.epochs)
+        shown = "-" if not math.isfinite(dice) else f"{dice:.4f}"
+        lines.append(f"{r.config_name:<14} {r.fold!s:<5} {r.status:<10} {epochs:>6}  {shown}")
+        lines.append(f"  {r.fold_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""One epoch's training iterations and validation batches (pure steps over a Session)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from autoseg.trainers.session import Session
+from autoseg.trainers.short_epochs import WARMUP_ITERATIONS, shorten_epochs
+from autoseg.trainers.strategy import confusion_counts
+
+__all__ = ["EpochTimings", "ValidationResult", "pseudo_dice", "train_epoch", "validate_epoch"]
+
+
+@dataclass(frozen=True)
+class EpochTimings:
+    """Training-loop timings of an epoch (seconds)."""
+
+    loss: float
+    median_iteration_seconds: float
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The validation batches of an epoch.
+
+    Attributes:
+        loss: Mean loss of the full-resolution output.
+        counts: (K - 1)×3 (tp, fp, fn) per foreground class, summed over the batches.
+        seconds: Duration of the validation batches (loading included).
+        seconds_per_voxel: Forward time per output voxel (eval mode), for time estimates.
+    """
+
+    loss: float
+    counts: torch.Tensor
+    seconds: float
+    seconds_per_voxel: float
+
+
+def _autocast(session: Session) -> contextlib.AbstractContextManager[object]:
+    if session.amp:
+        return torch.autocast(session.device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _quiet() -> bool | None:
+    """tqdm's ``disable``: True when logging is quieter than INFO, else None (off a TTY)."""
+    return True if logging.getLogger("autoseg").getEffectiveLevel() > logging.INFO else None
+
+
+def _inputs(session: Session, inputs: object) -> object:
+    if session.resolved["channels_last"] and isinstance(inputs, torch.Tensor):
+        return inputs.contiguous(memory_format=torch.channels_last_3d)
+    return inputs
+
+
+def train_step(session: Session, inputs: object, targets: list[torch.Tensor]) -> float:
+    """One optimiser step (AMP + grad scaling on CUDA, gradient clipping); returns the loss."""
+    session.optimizer.zero_grad(set_to_none=True)
+    with _autocast(session):
+        outputs = session.strategy.forward(session.network, _inputs(session, inputs))
+        loss = session.loss(outputs, targets)
+    clip = session.config.grad_clip_norm
+    session.scaler.scale(loss).backward()
+    if clip is not None:
+        session.scaler.unscale_(session.optimizer)
+        torch.nn.utils.clip_grad_norm_(session.module.parameters(), clip)
+    session.scaler.step(session.optimizer)
+    session.scaler.update()
+    return float(loss.detach())
+
+
+def train_epoch(session: Session, epoch: int) -> EpochTimings:
+    """The epoch's training iterations in train mode (a short time budget may shorten the
+    epochs after the first few iterations of epoch 0)."""
+    session.network.train()
+    losses: list[float] = []
+    durations: list[float] = []
+    start = time.perf_counter()
+    plan = session.spec.config_plan
+    bar = tqdm(
+        total=session.state.iters_per_epoch, desc=f"epoch {epoch}", disable=_quiet(), leave=False
+    )
+    while len(losses) < session.state.iters_per_epoch:
+        tick = time.perf_counter()
+        batch = next(session.train_batches)
+        inputs, targets = session.strategy.to_device(batch, plan, session.device)
+        losses.append(train_step(session, inputs, targets))
+        durations.append(time.perf_counter() - tick)
+        if len(losses) == WARMUP_ITERATIONS and shorten_epochs(session, durations):
+            bar.total = session.state.iters_per_epoch
+        bar.update()
+    bar.close()
+    finite = [v for v in losses if math.isfinite(v)]
+    return EpochTimings(
+        loss=statistics.fmean(finite) if finite else math.nan,
+        median_iteration_seconds=statistics.median(durations),
+        train_seconds=time.perf_counter() - start,
+    )
+
+
+@torch.no_grad()
+def validate_epoch(session: Session) -> ValidationResult:
+    """``val_iters`` validation batches in eval mode: loss and pseudo-Dice counts."""
+    session.network.eval()
+    plan = session.spec.config_plan
+    classes = plan.network.num_classes
+    counts = torch.zeros((classes - 1, 3), dtype=torch.int64)
+    losses, forward_seconds, voxels = [], 0.0, 0
+    start = time.perf_counter()
+    for _ in range(session.state.val_iters):
+        batch = next(session.val_batches)
+        inputs, targets = session.strategy.to_device(batch, plan, session.device)
+        tick = time.perf_counter()
+        with _autocast(session):
+            logits = session.strategy.forward(session.network, _inputs(session, inputs))[0]
+            loss = session.val_loss(logits, targets[0])
+        counts += confusion_counts(logits, targets[0], classes)  # synchronises the device
+        forward_seconds += time.perf_counter() - tick
+        voxels += targets[0].numel()
+        losses.append(float(loss))
+    return ValidationResult(
+        loss=statistics.fmean(losses),
+        counts=counts,
+        seconds=time.perf_counter() - start,
+        seconds_per_voxel=forward_seconds / max(voxels, 1),
+    )
+
+
+def pseudo_dice(counts: torch.Tensor) -> tuple[float, ...]:
+    """Dice per foreground class from (tp, fp, fn) counts: ``2tp / (2tp + fp + fn)``; NaN
+    where a class is in neither the reference nor the prediction."""
+    result = []
+    for tp, fp, fn in counts.tolist():
+        denominator = 2 * tp + fp + fn
+        result.append(2 * tp / denominator if denominator else math.nan)
+    return tuple(result)

@@ -1,0 +1,110 @@
+"""Training behaviour of the deep-supervised U-Net.
+
+Patches with foreground oversampling (:class:`~autoseg.trainers.sampling.PatchSampler`),
+the shared augmentation, targets downsampled for every deep-supervision output (nearest
+neighbour: every ``factor``-th voxel along each axis, the factors being the products of the
+strides, as in ``UNetConfig.deep_supervision_scales``), and Dice + cross-entropy with weights
+halving per output level. Defaults as nnU-Net: SGD lr 1e-2, Nesterov momentum 0.99. On a
+CPU the channels-last-3d memory format is on by default (bench/train_speed.py, 2-core CPU:
+1.68 against 1.25 iterations/s with two threads, 1.62 against 1.43 with one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from autoseg.errors import ConfigError
+from autoseg.networks import UNetConfig
+from autoseg.planner.plans import ConfigurationPlan, Plans
+from autoseg.trainers.augmentation import build_train_transforms
+from autoseg.trainers.losses import DeepSupervisionLoss, SegmentationLoss, deep_supervision_weights
+from autoseg.trainers.sampling import PatchSampler
+from autoseg.trainers.spatial import SpatialParams
+from autoseg.trainers.strategy import FamilyDefaults, LoaderSpec
+from autoseg.trainers.time_budget import sliding_window_voxels
+
+__all__ = ["UNetStrategy", "supervision_factors"]
+
+
+def _unet(config: ConfigurationPlan) -> UNetConfig:
+    if not isinstance(config.network, UNetConfig):
+        raise ConfigError(f"configuration {config.name!r} is not a U-Net ({config.network.kind})")
+    return config.network
+
+
+def supervision_factors(config: UNetConfig) -> tuple[tuple[int, int, int], ...]:
+    """Integer downsampling factor (Z, Y, X) of every deep-supervision output."""
+    return tuple(
+        (round(1 / z), round(1 / y), round(1 / x)) for z, y, x in config.deep_supervision_scales()
+    )
+
+
+class UNetStrategy:
+    """The U-Net family's :class:`~autoseg.trainers.strategy.TrainingStrategy`."""
+
+    kind = "unet3d"
+    defaults = FamilyDefaults(lr=1e-2, momentum=0.99, loss="dice_ce", channels_last_on_cpu=True)
+
+    def _sampler(
+        self,
+        plans: Plans,
+        config: ConfigurationPlan,
+        folder: Path,
+        case_ids: Sequence[str],
+        spatial: SpatialParams | None,
+    ) -> PatchSampler:
+        return PatchSampler(
+            folder,
+            case_ids,
+            config.batch_size,
+            config.patch_size,
+            config.foreground_oversample,
+            plans.class_sampling_weights,
+            spatial,
+        )
+
+    def train_loader(
+        self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
+    ) -> LoaderSpec:
+        spatial = SpatialParams.from_plan(config.augmentation, order=3)
+        sampler = self._sampler(plans, config, folder, case_ids, spatial)
+        return LoaderSpec(sampler, build_train_transforms(config.augmentation))
+
+    def val_loader(
+        self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
+    ) -> LoaderSpec:
+        return LoaderSpec(self._sampler(plans, config, folder, case_ids, None), None)
+
+    def to_device(
+        self, batch: dict[str, Any], config: ConfigurationPlan, device: torch.device
+    ) -> tuple[Any, list[torch.Tensor]]:
+        non_blocking = device.type == "cuda"
+        data = torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.float32))
+        labels = torch.from_numpy(np.ascontiguousarray(batch["seg"][:, 0])).to(
+            device, non_blocking=non_blocking
+        )
+        labels = labels.round().to(torch.int64) if labels.is_floating_point() else labels.long()
+        targets = [
+            labels[:, ::fz, ::fy, ::fx] if (fz, fy, fx) != (1, 1, 1) else labels
+            for fz, fy, fx in supervision_factors(_unet(config))
+        ]
+        return data.to(device, non_blocking=non_blocking), targets
+
+    def forward(self, network: torch.nn.Module, inputs: Any) -> list[torch.Tensor]:
+        outputs = network(inputs)
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+    def make_loss(self, config: ConfigurationPlan, kind: str) -> DeepSupervisionLoss:
+        outputs = len(_unet(config).deep_supervision_scales())
+        return DeepSupervisionLoss(SegmentationLoss(kind), deep_supervision_weights(outputs))
+
+    def inference_voxels(
+        self, config: ConfigurationPlan, shape: Sequence[int], step_fraction: float
+    ) -> int:
+        padded = [max(s, p) for s, p in zip(shape, config.inference_patch_size)]
+        return sliding_window_voxels(padded, config.inference_patch_size, step_fraction)

@@ -1,0 +1,144 @@
+"""End-of-training validation: predict the fold's validation cases, export, score.
+
+Uses the predictor's functions (:func:`autoseg.inference.probabilities.predict_probabilities`
+on the preprocessed case, :func:`autoseg.inference.export.export_prediction` back to the
+original geometry), so validation scores exactly what ``autoseg predict`` would produce
+(without postprocessing). Writes into ``fold_<k>/validation/``:
+
+- ``<case>.nii.gz``: label map in the original geometry (header of the case's first channel);
+- ``<case>.npz``: key ``probabilities``, float16 K×Z×Y×X softmax in the original geometry
+  (the ensembler and find-best average these);
+- ``summary.json``: ``{"schema_version", "inputs", "metrics": per-case rows of
+  compute_case_metrics (with "case"), "summary": summarize(...)}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from autoseg.artefacts import content_digest
+from autoseg.atomic import atomic_write_json
+from autoseg.data.case_io import reference_image_path
+from autoseg.data.dataset import Dataset
+from autoseg.data.imageio import read_image
+from autoseg.evaluation.metrics import compute_case_metrics
+from autoseg.evaluation.summary import summarize
+from autoseg.log import get_logger, progress
+from autoseg.planner.plans import Plans
+from autoseg.preprocessing.store import load_preprocessed_case
+
+__all__ = ["VALIDATION_ENDING", "validate_cases"]
+
+VALIDATION_ENDING = ".nii.gz"
+_log = get_logger(__name__)
+
+
+def _predict_case(
+    network: torch.nn.Module,
+    plans: Plans,
+    config_name: str,
+    data_dir: Path,
+    case_id: str,
+    dataset: Dataset,
+    out_dir: Path,
+    options: dict[str, Any],
+) -> list[dict[str, Any]]:
+    from autoseg.inference.export import export_prediction
+    from autoseg.inference.probabilities import predict_probabilities
+
+    plan = plans.configuration(config_name)
+    preprocessed = load_preprocessed_case(data_dir, case_id, mmap=False)  # writable arrays
+    probabilities = predict_probabilities(
+        [network],
+        plan,
+        preprocessed.image,
+        use_mirroring=options["mirroring"],
+        step_fraction=options["step_fraction"],
+        device=options["device"],
+        amp=options["amp"],
+        roi=None if preprocessed.roi is None else np.asarray(preprocessed.roi, dtype=bool),
+    )
+    case = dataset.case(case_id)
+    roi = None
+    if plans.use_roi_mask and case.roi is not None:
+        roi = read_image(case.roi)[0].astype(bool)
+    labels = export_prediction(
+        probabilities,
+        preprocessed.properties,
+        out_dir / f"{case_id}{VALIDATION_ENDING}",
+        reference=reference_image_path(case),
+        probabilities_path=out_dir / f"{case_id}.npz",
+        roi=roi,
+        anisotropy_threshold=plans.heuristics.anisotropy_threshold,
+    )
+    if case.label is None:
+        return []
+    reference = read_image(case.label)[0]
+    foreground = sorted(v for v in plans.labels.values() if v != 0)
+    rows = compute_case_metrics(
+        labels,
+        np.rint(reference).astype(np.int64),
+        preprocessed.properties.original.spacing,
+        foreground,
+        regions=plans.regions,
+    )
+    return [{"case": case_id, **row} for row in rows]
+
+
+def validate_cases(
+    network: torch.nn.Module,
+    plans: Plans,
+    config_name: str,
+    data_dir: Path,
+    case_ids: Sequence[str],
+    dataset: Dataset,
+    out_dir: Path,
+    *,
+    device: torch.device,
+    mirroring: bool,
+    step_fraction: float,
+    amp: bool,
+    inputs: dict[str, str],
+) -> dict[str, Any]:
+    """Predict, export and score ``case_ids``; write ``summary.json``; return its content.
+
+    Args:
+        network: The trained network (the final weights).
+        plans: The plan it was trained with.
+        config_name: Its configuration.
+        data_dir: Folder of the preprocessed cases.
+        case_ids: The fold's validation cases.
+        dataset: The raw dataset (reference labels and image headers).
+        out_dir: ``fold_<k>/validation``.
+        device: Device to predict on.
+        mirroring: Test-time mirroring.
+        step_fraction: Sliding-window step (fraction of the patch).
+        amp: Mixed precision (CUDA).
+        inputs: Digests recorded in summary.json (the checkpoint it was computed from).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    options = {"device": device, "mirroring": mirroring, "step_fraction": step_fraction, "amp": amp}
+    rows: list[dict[str, Any]] = []
+    network.eval()
+    for case_id in progress(case_ids, desc="validation", total=len(case_ids)):
+        rows += _predict_case(
+            network, plans, config_name, data_dir, case_id, dataset, out_dir, options
+        )
+    summary = summarize(pd.DataFrame.from_records(rows)) if rows else {}
+    content = {"schema_version": 1, "inputs": inputs, "metrics": rows, "summary": summary}
+    atomic_write_json(out_dir / "summary.json", content)
+    mean = summary.get("foreground_mean", {}).get("dice", math.nan) if summary else math.nan
+    _log.info("validation of %d cases: mean foreground Dice %.4f", len(case_ids), mean)
+    return content
+
+
+def checkpoint_inputs(path: Path) -> dict[str, str]:
+    """The ``inputs`` of summary.json: the digest of the checkpoint it was computed from."""
+    return {"checkpoint": content_digest(path)}
