@@ -1,6 +1,6 @@
 """autoseg.trainers: cross-validated training of both network families (``autoseg train``).
 
-Names are imported lazily so that torch-free modules (``cli_args``, ``config``,
+Names are imported lazily so that torch-free modules (``config``,
 ``time_budget``, ``splits``) stay cheap to import from the CLI.
 """
 

@@ -8,7 +8,7 @@ import pytest
 
 from autoseg.cli import build_parser
 from autoseg.errors import ConfigError
-from autoseg.trainers.cli_args import request_from_args
+from autoseg.cli.train_options import request_from_args
 
 
 def _request(*argv: str) -> object:

@@ -1,0 +1,132 @@
+"""Shared option types and declarations of the ``autoseg`` subcommands (argparse only)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from autoseg.workspace import Workspace
+
+__all__ = [
+    "Parser",
+    "add_num_workers",
+    "add_work",
+    "parse_folds",
+    "parse_size",
+    "positive_int",
+    "workspace_from_args",
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (``autoseg CMD: error: ...``) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def parse_folds(text: str, num_folds: int = 5) -> list[int | str]:
+    """Parse ``fold=0..4``, ``fold=2``, ``fold=0,2``, ``fold=all`` (or the bare value).
+
+    Returns:
+        Sorted fold indices, or ``["all"]`` for training on every case.
+
+    Raises:
+        argparse.ArgumentTypeError: on anything else, or a fold outside ``0..num_folds-1``.
+    """
+    value = text.strip()
+    if value.startswith("fold="):
+        value = value[len("fold=") :]
+    if value == "all":
+        return ["all"]
+    folds: set[int] = set()
+    for part in value.split(","):
+        match = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", part.strip())
+        if not match:
+            raise argparse.ArgumentTypeError(
+                f"invalid fold {text!r}; expected fold=K, fold=A..B, fold=A,B or fold=all"
+            )
+        start = int(match.group(1))
+        stop = int(match.group(2)) if match.group(2) is not None else start
+        if stop < start:
+            raise argparse.ArgumentTypeError(f"invalid fold range {part!r}: {start=} > {stop=}")
+        folds.update(range(start, stop + 1))
+    bad = sorted(f for f in folds if f >= num_folds)
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"fold {bad[0]} out of range; folds are 0..{num_folds - 1} (or 'all')"
+        )
+    return sorted(folds)
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """Parse a memory size such as ``11GB``, ``11GiB``, ``512MB`` or ``8e9`` into bytes.
+
+    Raises:
+        argparse.ArgumentTypeError: if the text is not a positive size.
+    """
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGT]?I?B?)\s*", text.upper())
+    if not match or match.group(2) not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}; expected e.g. 11GB, 11GiB or 512MB"
+        )
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return size
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_work(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="workspace folder of every artefact (default: $AUTOSEG_WORK, else ./autoseg_work)",
+    )
+
+
+def add_num_workers(parser: argparse.ArgumentParser, what: str, default: int = 2) -> None:
+    """The ``-np/--num-workers N`` option (``what`` says what the processes do)."""
+    parser.add_argument(
+        "-np",
+        "--num-workers",
+        type=positive_int,
+        default=default,
+        metavar="N",
+        help=f"parallel processes {what} (default: {default})",
+    )
+
+
+def workspace_from_args(args: argparse.Namespace) -> Workspace:
+    """The workspace of ``--work`` (or $AUTOSEG_WORK, or ./autoseg_work)."""
+    from autoseg.workspace import Workspace, resolve_work_dir
+
+    return Workspace(resolve_work_dir(args.work))
