@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger, progress
+from autoseg.strict import check_keys
 
 if TYPE_CHECKING:
     from autoseg.data.dataset import Dataset
@@ -173,14 +174,7 @@ class PhantomSpec:
         Raises:
             ConfigError: on unknown or missing keys (listing the expected keys) or bad values.
         """
-        expected = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(expected))
-        missing = [k for k in expected if k not in data]
-        if unknown or missing:
-            raise ConfigError(
-                f"invalid phantom spec: unknown keys {unknown}, missing keys {missing}; "
-                f"expected keys: {', '.join(expected)}"
-            )
+        check_keys("phantom spec", data, [f.name for f in fields(cls)])
         return cls(**data)
 
 

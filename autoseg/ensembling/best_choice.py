@@ -35,6 +35,7 @@ from autoseg.atomic import atomic_write_json
 from autoseg.ensembling.postprocessing import PostprocessingDecision
 from autoseg.errors import PlansError
 from autoseg.frozendict import FrozenDict
+from autoseg.strict import check_keys
 
 __all__ = [
     "BEST_SCHEMA_VERSION",
@@ -48,16 +49,7 @@ BEST_SCHEMA_VERSION = 1
 
 
 def _strict(data: Any, expected: list[str], what: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise PlansError(f"{what} must be a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(expected))
-    missing = [k for k in expected if k not in data]
-    if unknown or missing:
-        raise PlansError(
-            f"{what} has unknown keys {unknown} / missing keys {missing}; "
-            f"expected keys: {', '.join(expected)}"
-        )
-    return data
+    return dict(check_keys(what, data, expected, PlansError))
 
 
 def _num(value: Any) -> float:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from autoseg import strict
 from autoseg.errors import ConfigError
 
 __all__ = [
@@ -36,15 +37,7 @@ def choice_error(what: str, value: object, choices: Iterable[str]) -> ConfigErro
 
 def check_keys(owner: str, data: Mapping[str, Any], expected: Iterable[str]) -> None:
     """Raise unless ``data`` has exactly the ``expected`` keys (none missing, none unknown)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{owner}: expected a JSON object, got {type(data).__name__}")
-    wanted = list(expected)
-    missing = [k for k in wanted if k not in data]
-    unknown = sorted(str(k) for k in data if k not in wanted)
-    if missing or unknown:
-        raise ConfigError(
-            f"{owner}: missing keys {missing}, unknown keys {unknown}; expected keys {wanted}"
-        )
+    strict.check_keys(owner, data, expected)
 
 
 def as_int(owner: str, name: str, value: Any, minimum: int | None = None) -> int:

@@ -21,6 +21,7 @@ from autoseg.frozendict import FrozenDict
 from autoseg.networks import DeepMedicConfig, UNetConfig, network_config_from_dict
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.preprocessing.normalize import ChannelNormalization
+from autoseg.strict import check_keys
 from autoseg.typing import Shape3, Spacing3
 
 __all__ = [
@@ -36,16 +37,7 @@ PLANS_SCHEMA_VERSION = 1
 
 
 def _strict_keys(cls: type, data: Any, what: str) -> None:
-    if not isinstance(data, dict):
-        raise PlansError(f"{what} must be a JSON object, got {type(data).__name__}")
-    expected = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(expected))
-    missing = [k for k in expected if k not in data]
-    if unknown or missing:
-        raise PlansError(
-            f"{what} has unknown keys {unknown} / missing keys {missing}; "
-            f"expected keys: {', '.join(expected)}"
-        )
+    check_keys(what, data, [f.name for f in dataclasses.fields(cls)], PlansError)
 
 
 def _shape(values: Any) -> Shape3:

@@ -17,6 +17,7 @@ import numpy as np
 from autoseg.errors import PlansError
 from autoseg.log import get_logger
 from autoseg.preprocessing.crop import nonzero_mask
+from autoseg.strict import check_keys
 
 __all__ = ["SCHEMES", "ChannelNormalization", "normalize_image", "scheme_for_channel_name"]
 
@@ -105,14 +106,7 @@ class ChannelNormalization:
     def from_dict(cls, data: Mapping[str, Any]) -> ChannelNormalization:
         """Strict inverse of :meth:`to_dict`: unknown or missing keys raise PlansError."""
         expected = [f.name for f in fields(cls)]
-        if not isinstance(data, Mapping):
-            raise PlansError(f"normalization entry must be an object with keys {expected}")
-        unknown = sorted(set(data) - set(expected))
-        missing = [k for k in expected if k not in data]
-        if unknown or missing:
-            raise PlansError(
-                f"normalization entry has {unknown=} {missing=}; expected keys {expected}"
-            )
+        check_keys("normalization entry", data, expected, PlansError)
         return cls(**{k: data[k] for k in expected})
 
 

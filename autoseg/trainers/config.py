@@ -17,6 +17,7 @@ from typing import Any
 
 from autoseg.errors import ConfigError
 from autoseg.networks._config import choice_error
+from autoseg.strict import check_keys
 
 __all__ = [
     "DEVICES",
@@ -149,16 +150,7 @@ class TrainConfig:
             ConfigError: on unknown or missing keys (the message lists the expected keys) or
                 invalid values.
         """
-        expected = [f.name for f in dataclasses.fields(cls)]
-        if not isinstance(data, dict):
-            raise ConfigError(f"train config must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(expected))
-        missing = [k for k in expected if k not in data]
-        if unknown or missing:
-            raise ConfigError(
-                f"train config has unknown keys {unknown} / missing keys {missing}; "
-                f"expected keys: {', '.join(expected)}"
-            )
+        check_keys("train config", data, [f.name for f in dataclasses.fields(cls)])
         return cls(**data)
 
     def with_overrides(self, **changes: Any) -> TrainConfig:
