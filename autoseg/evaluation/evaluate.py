@@ -24,6 +24,7 @@ from autoseg.atomic import atomic_write_json, atomic_write_text
 from autoseg.data.imageio import SUPPORTED_ENDINGS, read_image
 from autoseg.errors import InputError
 from autoseg.evaluation.metrics import ROW_KEYS, compute_case_metrics
+from autoseg.evaluation.oof import as_label_map
 from autoseg.evaluation.summary import format_table, summarize
 from autoseg.evaluation.targets import load_regions, parse_regions, read_dataset_json
 from autoseg.log import get_logger
@@ -122,22 +123,6 @@ def match_cases(
     return [(case_id, preds[case_id], refs[case_id]) for case_id in sorted(refs)]
 
 
-def _as_label_map(array: np.ndarray, case_id: str, path: Path) -> np.ndarray:
-    if array.ndim != 3:
-        raise InputError(
-            f"expected a 3D label map, got shape {array.shape}", case_id=case_id, path=path
-        )
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise InputError(
-                f"label map holds non-integer values (dtype {array.dtype})",
-                case_id=case_id,
-                path=path,
-            )
-        array = array.astype(np.int64)
-    return array
-
-
 def _present_values(array: np.ndarray) -> set[int]:
     """Non-zero values of an integer label map (a counting pass when values are small)."""
     if array.size and array.min() >= 0 and array.max() < 2**16:
@@ -152,9 +137,9 @@ def _evaluate_case(
     """Worker: rows of one case, the label values of its reference, and its spacing."""
     case_id, pred_path, gt_path, labels, regions, tolerance = job
     ref, ref_geometry = read_image(gt_path)
-    ref = _as_label_map(ref, case_id, gt_path)
+    ref = as_label_map(ref, case_id, gt_path)
     pred, pred_geometry = read_image(pred_path)
-    pred = _as_label_map(pred, case_id, pred_path)
+    pred = as_label_map(pred, case_id, pred_path)
     problems = ref_geometry.differences(pred_geometry)
     if problems:
         raise InputError(
