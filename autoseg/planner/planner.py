@@ -155,6 +155,32 @@ def _budget(hardware: HardwareTarget, heuristics: PlannerHeuristics, precision: 
     return fits, fits_inference
 
 
+def _configuration(
+    name: str,
+    network: UNetConfig | DeepMedicConfig,
+    patch: Shape3,
+    inference_patch: Shape3,
+    batch: int,
+    oversample: float,
+    common: dict,  # type: ignore[type-arg]
+) -> ConfigurationPlan:
+    precision = common["precision"]
+    return ConfigurationPlan(
+        name=name,
+        network=network,
+        patch_size=patch,
+        inference_patch_size=inference_patch,
+        batch_size=batch,
+        estimated_memory_bytes=estimate_training_memory(network, patch, batch, precision),
+        estimated_inference_memory_bytes=estimate_inference_memory(
+            network, inference_patch, 1, precision
+        ),
+        estimated_gflops_per_iteration=estimate_training_gflops(network, patch, batch),
+        foreground_oversample=oversample,
+        **common,
+    )
+
+
 def _plan_unet(
     spacing: Spacing3,
     median_shape: Shape3,
@@ -163,9 +189,10 @@ def _plan_unet(
     classes: int,
     heuristics: PlannerHeuristics,
     hardware: HardwareTarget,
-    common: dict,
-) -> ConfigurationPlan:  # type: ignore[type-arg]
+    common: dict,  # type: ignore[type-arg]
+) -> ConfigurationPlan:
     fits, _ = _budget(hardware, heuristics, common["precision"])
+    on_cpu = hardware.device == "cpu"
     try:
         choice = search_unet(
             spacing,
@@ -175,27 +202,18 @@ def _plan_unet(
             classes,
             heuristics,
             fits,
-            on_cpu=hardware.device == "cpu",
+            on_cpu=on_cpu,
         )
     except ValueError as err:
         raise PlansError(f"unet3d: {err}; raise --gpu-memory or lower the heuristics") from None
-    return ConfigurationPlan(
-        name="unet3d",
-        network=choice.config,
-        patch_size=choice.patch_size,
-        inference_patch_size=choice.patch_size,
-        batch_size=choice.batch_size,
-        estimated_memory_bytes=estimate_training_memory(
-            choice.config, choice.patch_size, choice.batch_size, common["precision"]
-        ),
-        estimated_inference_memory_bytes=estimate_inference_memory(
-            choice.config, choice.patch_size, 1, common["precision"]
-        ),
-        estimated_gflops_per_iteration=estimate_training_gflops(
-            choice.config, choice.patch_size, choice.batch_size
-        ),
-        foreground_oversample=heuristics.unet_foreground_oversample,
-        **common,
+    return _configuration(
+        "unet3d",
+        choice.config,
+        choice.patch_size,
+        choice.patch_size,
+        choice.batch_size,
+        heuristics.unet_foreground_oversample,
+        common,
     )
 
 
@@ -206,8 +224,8 @@ def _plan_deepmedic(
     classes: int,
     heuristics: PlannerHeuristics,
     hardware: HardwareTarget,
-    common: dict,
-) -> ConfigurationPlan:  # type: ignore[type-arg]
+    common: dict,  # type: ignore[type-arg]
+) -> ConfigurationPlan:
     fits, fits_inference = _budget(hardware, heuristics, common["precision"])
     config = deepmedic_config_for(
         spacing, channels, classes, heuristics, on_cpu=hardware.device == "cpu"
@@ -216,21 +234,12 @@ def _plan_deepmedic(
         choice = search_deepmedic(config, spacing, median_shape, heuristics, fits, fits_inference)
     except ValueError as err:
         raise PlansError(f"deepmedic: {err}; raise --gpu-memory or lower the heuristics") from None
-    return ConfigurationPlan(
-        name="deepmedic",
-        network=config,
-        patch_size=choice.train_segment,
-        inference_patch_size=choice.inference_segment,
-        batch_size=choice.batch_size,
-        estimated_memory_bytes=estimate_training_memory(
-            config, choice.train_segment, choice.batch_size, common["precision"]
-        ),
-        estimated_inference_memory_bytes=estimate_inference_memory(
-            config, choice.inference_segment, 1, common["precision"]
-        ),
-        estimated_gflops_per_iteration=estimate_training_gflops(
-            config, choice.train_segment, choice.batch_size
-        ),
-        foreground_oversample=0.0,
-        **common,
+    return _configuration(
+        "deepmedic",
+        config,
+        choice.train_segment,
+        choice.inference_segment,
+        choice.batch_size,
+        0.0,
+        common,
     )
