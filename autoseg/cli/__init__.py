@@ -22,6 +22,8 @@ from autoseg import __version__
 from autoseg.cli import data_commands as data
 from autoseg.cli import pipeline_commands as pipeline
 from autoseg.cli import predict_commands as predict
+from autoseg.cli import tune_commands as tune
+from autoseg.cli import viz_commands as viz
 from autoseg.cli.options import Parser, parse_folds, parse_size
 from autoseg.errors import AutosegError
 
@@ -76,6 +78,16 @@ COMMANDS: dict[str, Command] = {
         "score predicted label maps against references (Dice, HD95, NSD, ...)",
         data.add_evaluate,
         data.run_evaluate,
+    ),
+    "tune": Command(
+        "tune the planner heuristics with Optuna (shared study; --show for the best)",
+        tune.add_tune,
+        tune.run_tune,
+    ),
+    "show": Command(
+        "draw axial, coronal and sagittal slices with prediction/reference outlines (PNG)",
+        viz.add_show,
+        viz.run_show,
     ),
 }
 

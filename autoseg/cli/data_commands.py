@@ -46,9 +46,11 @@ def add_demo(p: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from autoseg.demo import run_demo
+    from autoseg.demo import format_demo_report, run_demo
 
-    return run_demo(workspace_from_args(args), quick=args.quick, seed=args.seed)
+    result = run_demo(workspace_from_args(args), quick=args.quick, seed=args.seed)
+    print(format_demo_report(result))
+    return 0
 
 
 def add_evaluate(p: argparse.ArgumentParser) -> None:

@@ -158,6 +158,19 @@ def _crop_padded(volume: np.ndarray, start: Triple, shape: Triple, pad_value: fl
     return out
 
 
+def _block_mean(region: np.ndarray, factor: Triple) -> np.ndarray:
+    """Mean over non-overlapping blocks of ``factor`` voxels (C×Z×Y×X, sizes multiples of it).
+
+    torch's average pooling (imported here so this module stays torch-free for the planner)
+    is about twice as fast as NumPy's reshaped mean; training and inference both use it.
+    """
+    import torch
+
+    tensor = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32))
+    pooled = torch.nn.functional.avg_pool3d(tensor[None], factor, stride=factor)[0]
+    return pooled.numpy().astype(region.dtype, copy=False)
+
+
 def extract_pathway_inputs(
     volume: np.ndarray,
     output_start: Sequence[int],
@@ -187,8 +200,5 @@ def extract_pathway_inputs(
     inputs = [_crop_padded(volume, *boxes[0], pad_value)]
     for (start, shape), sub in zip(boxes[1:], config.subsampled):
         region = _crop_padded(volume, start, shape, pad_value)
-        c = region.shape[0]
-        (fz, fy, fx), (z, y, x) = sub.factor, shape
-        blocks = region.reshape(c, z // fz, fz, y // fy, fy, x // fx, fx)
-        inputs.append(blocks.mean(axis=(2, 4, 6), dtype=np.float64).astype(region.dtype))
+        inputs.append(_block_mean(region, sub.factor))
     return inputs

@@ -73,9 +73,16 @@ def _augmentation(spacing: Spacing3, heuristics: PlannerHeuristics) -> Augmentat
 
 
 def _data_identifier(
-    spacing: Spacing3, normalization: tuple[ChannelNormalization, ...], use_roi: bool
+    spacing: Spacing3,
+    normalization: tuple[ChannelNormalization, ...],
+    use_roi: bool,
+    anisotropy_threshold: float,
 ) -> str:
-    settings = json.dumps([list(spacing), [n.to_dict() for n in normalization], use_roi])
+    """Names the preprocessed data: everything that changes it (spacing, normalisation, ROI
+    use and the anisotropy rule of resampling) goes into the digest."""
+    settings = json.dumps(
+        [list(spacing), [n.to_dict() for n in normalization], use_roi, anisotropy_threshold]
+    )
     return "sp_" + "x".join(f"{s:.3g}" for s in spacing) + "_" + text_digest(settings)[:8]
 
 
@@ -100,7 +107,9 @@ def plan_dataset(
     normalization = normalization_for(fingerprint, heuristics, use_roi)
     num_classes = max(fingerprint.labels.values()) + 1
     common = dict(
-        data_identifier=_data_identifier(spacing, normalization, use_roi),
+        data_identifier=_data_identifier(
+            spacing, normalization, use_roi, heuristics.anisotropy_threshold
+        ),
         target_spacing=spacing,
         precision="amp" if hardware.device == "cuda" else "fp32",
         augmentation=_augmentation(spacing, heuristics),

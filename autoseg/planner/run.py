@@ -31,7 +31,7 @@ from autoseg.planner.plans import Plans, load_plans
 from autoseg.preprocessing.run import PreprocessingReport, preprocess_dataset
 from autoseg.workspace import Workspace
 
-__all__ = ["PlanReport", "dataset_digest", "fingerprint_dataset", "run_plan"]
+__all__ = ["PlanReport", "dataset_digest", "fingerprint_dataset", "prepare_dataset", "run_plan"]
 
 _log = get_logger(__name__)
 
@@ -92,6 +92,37 @@ def _verify(path: Path, workspace: Workspace, digest: str, num_workers: int) -> 
     return report.dataset
 
 
+def prepare_dataset(
+    dataset_path: Path, workspace: Workspace, *, num_workers: int = 1
+) -> tuple[Dataset, Fingerprint, bool]:
+    """The heuristics-independent first half of ``autoseg plan``: verify (skipped while
+    ``verify.json`` is current), write ``source.json``, fingerprint (reused while current).
+
+    Returns:
+        ``(dataset, fingerprint, fingerprint_reused)``.
+
+    Raises:
+        DatasetError: if the dataset has problems (all are logged) or cannot be read.
+    """
+    from autoseg.data.dataset import load_dataset
+
+    dataset = load_dataset(dataset_path)
+    digest = dataset_digest(dataset)
+    dataset = _verify(dataset_path, workspace, digest, num_workers)
+    atomic_write_json(
+        workspace.source_json,
+        {
+            "dataset": str(Path(dataset_path).resolve()),
+            "format": dataset.format,
+            "inputs": {"dataset": digest},
+        },
+    )
+    fingerprint, reused = fingerprint_dataset(
+        dataset, workspace, num_workers=num_workers, inputs={"dataset": digest}
+    )
+    return dataset, fingerprint, reused
+
+
 def run_plan(
     dataset_path: Path,
     workspace: Workspace,
@@ -108,21 +139,8 @@ def run_plan(
         ConfigError: for invalid heuristics or device options.
         PlansError: if nothing fits the memory target.
     """
-    from autoseg.data.dataset import load_dataset
-
-    dataset = load_dataset(dataset_path)
-    digest = dataset_digest(dataset)
-    dataset = _verify(dataset_path, workspace, digest, num_workers)
-    atomic_write_json(
-        workspace.source_json,
-        {
-            "dataset": str(Path(dataset_path).resolve()),
-            "format": dataset.format,
-            "inputs": {"dataset": digest},
-        },
-    )
-    fingerprint, fingerprint_reused = fingerprint_dataset(
-        dataset, workspace, num_workers=num_workers, inputs={"dataset": digest}
+    dataset, fingerprint, fingerprint_reused = prepare_dataset(
+        dataset_path, workspace, num_workers=num_workers
     )
     heuristics = load_heuristics(heuristics_path)
     hardware = detect_hardware(device, gpu_memory_bytes, heuristics)

@@ -12,7 +12,9 @@ axes (each with probability 0.5). Probabilities are per sample. Arrays are BÃ—CÃ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
 from batchgenerators.transforms.color_transforms import (
     BrightnessMultiplicativeTransform,
@@ -29,7 +31,7 @@ from batchgenerators.transforms.spatial_transforms import MirrorTransform
 from autoseg.planner.plans import AugmentationPlan
 from autoseg.trainers.spatial import SpatialParams
 
-__all__ = ["build_train_transforms"]
+__all__ = ["PerPathway", "build_pathway_transforms", "build_train_transforms"]
 
 
 def _intensity(aug: AugmentationPlan, order: int) -> list[AbstractTransform]:
@@ -75,20 +77,52 @@ def _intensity(aug: AugmentationPlan, order: int) -> list[AbstractTransform]:
             ),
         ),
     ]
-    transforms = [t for p, t in candidates if p > 0]
-    if aug.mirror_axes:
-        transforms.append(MirrorTransform(tuple(aug.mirror_axes)))
-    return transforms
+    return [t for p, t in candidates if p > 0]
+
+
+def _mirror(aug: AugmentationPlan) -> list[AbstractTransform]:
+    return [MirrorTransform(tuple(aug.mirror_axes))] if aug.mirror_axes else []
 
 
 def build_train_transforms(
     aug: AugmentationPlan, finish: Sequence[AbstractTransform] = (), *, order: int = 3
 ) -> Compose:
-    """The batch transforms of training (after the spatial augmentation of the sampler).
+    """The batch transforms of training (after the spatial augmentation of the sampler):
+    intensity transforms, mirroring, then ``finish``.
 
     Args:
         aug: The plan's augmentation parameters.
-        finish: Transforms appended at the end (e.g. DeepMedic's pathway extraction).
+        finish: Transforms appended at the end.
         order: Spline order of the low-resolution simulation's upsampling (3 = cubic).
     """
-    return Compose([*_intensity(aug, order), *finish])
+    return Compose([*_intensity(aug, order), *_mirror(aug), *finish])
+
+
+def build_pathway_transforms(
+    aug: AugmentationPlan, extract: AbstractTransform, *, order: int = 1
+) -> Compose:
+    """DeepMedic's batch transforms: mirroring of the whole box, ``extract`` (the pathway
+    inputs), then the intensity transforms on each pathway's (much smaller) input with the
+    same random draws for every pathway of a sample (:class:`PerPathway`)."""
+    return Compose([*_mirror(aug), extract, PerPathway(Compose(_intensity(aug, order)))])
+
+
+class PerPathway(AbstractTransform):  # type: ignore[misc]
+    """Apply ``transform`` to each array of ``inputs`` (one per pathway) with the same random
+    state, so a sample's pathways get the same gamma, contrast, noise level, ...
+
+    The intensity transforms cost in proportion to the voxels they touch; on DeepMedic's box
+    (every pathway's context, ~1000x the output segment) they dominated data loading.
+    """
+
+    def __init__(self, transform: AbstractTransform) -> None:
+        self.transform = transform
+
+    def __call__(self, **batch: Any) -> dict[str, Any]:
+        state = np.random.get_state()
+        outputs = []
+        for array in batch["inputs"]:
+            np.random.set_state(state)
+            outputs.append(self.transform(data=array)["data"])
+        batch["inputs"] = outputs
+        return batch

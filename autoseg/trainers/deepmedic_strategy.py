@@ -2,12 +2,14 @@
 
 Each sample is a box around a class-balanced centre (:class:`SegmentSampler`), symmetric
 about the output segment and holding every pathway's input (so mirroring and rotation about
-the box centre keep the segment in place), with the output segment's labels. The shared
-augmentation transforms it (with linear interpolation in the spatial transform and the
-low-resolution simulation: the box is ~1000x the output segment's voxels and mostly feeds
-the block-averaged subsampled pathways, where cubic splines would cost much and change
-little), and :class:`PathwayInputs` then cuts each pathway's input with
-:func:`~autoseg.networks.deepmedic.extract_pathway_inputs` (the single source of alignment).
+the box centre keep the segment in place), with the output segment's labels. The spatial
+augmentation is applied while the box is read (linear interpolation: the box is ~1000x the
+output segment's voxels and mostly feeds the block-averaged subsampled pathways, where cubic
+splines would cost much and change little); the box is mirrored, :class:`PathwayInputs` cuts
+each pathway's input with :func:`~autoseg.networks.deepmedic.extract_pathway_inputs` (the
+single source of alignment), and the intensity augmentations then act on each pathway's
+input, with the same random draws for all pathways of a sample
+(:class:`~autoseg.trainers.augmentation.PerPathway`).
 The loss is computed on the output segment only: cross-entropy by default (Dice + CE
 optional; the Dice statistics are summed over the batch, the segments being small).
 
@@ -33,7 +35,7 @@ from autoseg.errors import ConfigError
 from autoseg.networks import DeepMedicConfig
 from autoseg.networks.deepmedic_geometry import extract_pathway_inputs, input_boxes
 from autoseg.planner.plans import ConfigurationPlan, Plans
-from autoseg.trainers.augmentation import build_train_transforms
+from autoseg.trainers.augmentation import build_pathway_transforms
 from autoseg.trainers.losses import DeepSupervisionLoss, SegmentationLoss
 from autoseg.trainers.sampling import SegmentSampler
 from autoseg.trainers.spatial import SpatialParams
@@ -110,8 +112,8 @@ class DeepMedicStrategy:
     ) -> LoaderSpec:
         network = _deepmedic(config)
         _, offset = segment_box(network, config.patch_size)
-        finish = [PathwayInputs(network, offset, config.patch_size)]
-        transforms = build_train_transforms(config.augmentation, finish, order=1)
+        extract = PathwayInputs(network, offset, config.patch_size)
+        transforms = build_pathway_transforms(config.augmentation, extract, order=1)
         return LoaderSpec(self._sampler(config, folder, case_ids, True), transforms)
 
     def val_loader(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,13 @@ from autoseg.trainers.steps import pseudo_dice, train_epoch, validate_epoch
 from autoseg.trainers.validation import checkpoint_inputs, validate_cases
 from autoseg.viz.curves import plot_progress
 
-__all__ = ["FoldResult", "prepare_fold_dir", "run_epoch", "train_fold"]
+__all__ = ["EpochCallback", "FoldResult", "prepare_fold_dir", "run_epoch", "train_fold"]
 
 _log = get_logger(__name__)
+
+EpochCallback = Callable[[Session], None]
+"""Called after every epoch with the fold's session (read its ``spec`` and ``state``; do not
+modify it). An exception it raises stops the fold (e.g. ``optuna.TrialPruned``)."""
 
 
 @dataclass(frozen=True)
@@ -189,12 +194,14 @@ def _save_epoch(
     )
 
 
-def _train(session: Session, paths: dict[str, Path]) -> None:
+def _train(session: Session, paths: dict[str, Path], on_epoch: EpochCallback | None = None) -> None:
     rewrite_log(paths["log"], session.state.history)
     _write_train_config(session, paths["config"])
     try:
         while not session.state.finished:
             run_epoch(session, paths)
+            if on_epoch is not None:
+                on_epoch(session)
     finally:
         session.close()
     payload = session.checkpoint_payload()
@@ -234,6 +241,7 @@ def train_fold(
     resume: bool = False,
     overwrite: bool = False,
     pretrained: Path | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> FoldResult:
     """Train one configuration on one fold, then validate it (see the module docstring).
 
@@ -245,6 +253,7 @@ def train_fold(
             schedule, grad scaler, RNG states, history and epoch count).
         overwrite: Delete the fold folder first.
         pretrained: Initialise the weights from this checkpoint (fresh optimiser).
+        on_epoch: Called after every epoch (see :data:`EpochCallback`).
 
     Raises:
         ConfigError: an unfinished fold without --resume/--overwrite, bad options.
@@ -272,7 +281,7 @@ def train_fold(
             session.state.epoch,
             session.state.total_epochs,
         )
-    _train(session, paths)
+    _train(session, paths, on_epoch)
     summary = (
         _validate(spec, config, dataset, session.module, session.amp)
         if config.final_validation

@@ -19,7 +19,7 @@ from autoseg.log import get_logger
 from autoseg.networks._config import choice_error
 from autoseg.planner.plans import Plans, load_plans
 from autoseg.trainers.config import TrainingRequest
-from autoseg.trainers.loop import FoldResult, train_fold
+from autoseg.trainers.loop import EpochCallback, FoldResult, train_fold
 from autoseg.trainers.session import FoldSpec
 from autoseg.trainers.splits import Splits, load_or_make_splits
 from autoseg.workspace import Workspace
@@ -82,8 +82,13 @@ def _fold_cases(
     return chosen.train, chosen.val
 
 
-def run_training(workspace: Workspace, request: TrainingRequest) -> list[FoldResult]:
+def run_training(
+    workspace: Workspace, request: TrainingRequest, *, on_epoch: EpochCallback | None = None
+) -> list[FoldResult]:
     """Train every requested (configuration, fold); return what each did.
+
+    ``on_epoch`` is called after every epoch of every fold (see
+    :data:`autoseg.trainers.loop.EpochCallback`); ``autoseg tune`` reports and prunes with it.
 
     Raises:
         PlansError: before ``autoseg plan`` (suggesting it), or with incomplete preprocessing.
@@ -124,6 +129,7 @@ def run_training(workspace: Workspace, request: TrainingRequest) -> list[FoldRes
                     resume=request.resume,
                     overwrite=request.overwrite,
                     pretrained=request.pretrained,
+                    on_epoch=on_epoch,
                 )
             )
     return results

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from autoseg.cli import build_parser
-from autoseg.errors import ConfigError
 from autoseg.cli.train_options import request_from_args
+from autoseg.errors import ConfigError
 
 
 def _request(*argv: str) -> object:

@@ -1,0 +1,135 @@
+"""What ``autoseg demo`` sets: the phantom, the folds, planner overrides, training, prediction.
+
+Everything the demo chooses lives in one frozen :class:`DemoSettings`, printed at the start
+and the end of a run and documented in docs/demo.md; nothing is hidden in the pipeline.
+Two presets exist: :func:`demo_settings` ``quick=True`` (about 2 minutes on a 2-core CPU,
+used by the end-to-end test) and the full demo (about 10 minutes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autoseg.data.synthetic import PhantomSpec
+from autoseg.errors import ConfigError
+from autoseg.frozendict import FrozenDict
+from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.trainers.config import TrainConfig
+
+__all__ = ["DemoSettings", "demo_settings"]
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every choice of one demo run.
+
+    Attributes:
+        preset: "quick" or "full" (a name for the printed output).
+        phantom: The generated dataset (cases, shape in voxels (Z, Y, X), classes, seed).
+        num_folds: Cross-validation folds written to ``splits.json`` (>= 2).
+        heuristics: Planner heuristic overrides (:class:`PlannerHeuristics` field -> value),
+            written to ``<work>/demo_heuristics.json`` and passed to the planner.
+        train: Training options of every planned configuration and fold.
+        use_mirroring: Mirroring test-time augmentation when predicting the held-out cases.
+    """
+
+    preset: str
+    phantom: PhantomSpec
+    num_folds: int
+    heuristics: Mapping[str, Any]
+    train: TrainConfig
+    use_mirroring: bool
+
+    def __post_init__(self) -> None:
+        if int(self.num_folds) < 2:
+            raise ConfigError(f"the demo needs at least 2 folds, got {self.num_folds=}")
+        if self.phantom.num_test_cases < 1:
+            raise ConfigError("the demo needs held-out cases (phantom.num_test_cases >= 1)")
+        object.__setattr__(self, "num_folds", int(self.num_folds))
+        PlannerHeuristics.from_dict(dict(self.heuristics), partial=True)  # validates the keys
+        object.__setattr__(self, "heuristics", FrozenDict(dict(self.heuristics)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (recorded in ``<work>/demo.json``)."""
+        return {
+            "preset": self.preset,
+            "phantom": self.phantom.to_dict(),
+            "num_folds": self.num_folds,
+            "heuristics": dict(self.heuristics),
+            "train": self.train.to_dict(),
+            "use_mirroring": self.use_mirroring,
+        }
+
+    def digest_text(self) -> str:
+        """A canonical JSON text of the settings (its digest marks the demo's results)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def describe(self) -> list[str]:
+        """Human-readable lines, one per group of settings."""
+        p, t = self.phantom, self.train
+        classes = ", ".join(f"{v} {k}" for k, v in p.labels.items() if v)
+        shape = "x".join(str(v) for v in p.base_shape)
+        lr = "family default" if t.lr is None else f"{t.lr:g}"
+        workers = "auto" if t.num_workers is None else str(t.num_workers)
+        threads = "every core" if t.threads is None else str(t.threads)
+        overrides = ", ".join(f"{k}={v}" for k, v in self.heuristics.items()) or "none"
+        return [
+            f"preset: {self.preset}",
+            f"phantom: {p.num_train_cases} training + {p.num_test_cases} held-out cases, "
+            f"~{shape} voxels (Z, Y, X), spacing {p.spacing}, channels {', '.join(p.channels)}, "
+            f"classes {classes}, seed {p.seed}",
+            f"cross-validation: {self.num_folds} folds (splits.json), every planned "
+            "configuration on every fold",
+            f"planner heuristic overrides (demo_heuristics.json): {overrides}",
+            f"training: {t.epochs} epochs x {t.iters_per_epoch} iterations, "
+            f"{t.val_iters} validation batches per epoch, optimizer {t.optimizer}, lr {lr}, "
+            f"schedule {t.schedule}, seed {t.seed}, device {t.device}, torch threads "
+            f"{threads}, loader workers {workers}",
+            "prediction of the held-out cases: --config best (find-best's choice), "
+            f"test-time mirroring {'on' if self.use_mirroring else 'off'}",
+        ]
+
+
+_QUICK_HEURISTICS: dict[str, Any] = {
+    "cpu_unet_base_features": 8,
+    "cpu_unet_max_features": 64,
+    "cpu_deepmedic_feature_scale": 0.25,
+    "cpu_seconds_per_iteration": 0.25,
+    "unet_foreground_oversample": 0.5,
+    "class_weight_power": 1.0,
+}
+_FULL_HEURISTICS: dict[str, Any] = {
+    "cpu_unet_base_features": 8,
+    "cpu_unet_max_features": 64,
+    "cpu_deepmedic_feature_scale": 0.25,
+    "cpu_seconds_per_iteration": 0.5,
+    "unet_foreground_oversample": 0.5,
+    "class_weight_power": 1.0,
+}
+
+
+def demo_settings(*, quick: bool, seed: int = 0) -> DemoSettings:
+    """The settings of ``autoseg demo`` (``quick``: the ~2 minute version).
+
+    Args:
+        quick: The small, fast preset used by the end-to-end test.
+        seed: Seed of the phantom and of training (weights, sampling, augmentation).
+    """
+    if quick:
+        phantom = PhantomSpec(
+            num_train_cases=8, num_test_cases=2, base_shape=(32, 40, 40), seed=seed
+        )
+        train = TrainConfig(epochs=4, iters_per_epoch=25, val_iters=2, seed=seed, num_workers=0)
+        return DemoSettings("quick", phantom, 2, _QUICK_HEURISTICS, train, use_mirroring=False)
+    phantom = PhantomSpec(num_train_cases=10, num_test_cases=3, base_shape=(48, 56, 56), seed=seed)
+    train = TrainConfig(epochs=10, iters_per_epoch=40, val_iters=4, seed=seed, num_workers=0)
+    return DemoSettings("full", phantom, 3, _FULL_HEURISTICS, train, use_mirroring=True)
+
+
+def with_changes(settings: DemoSettings, **changes: Any) -> DemoSettings:
+    """A copy of ``settings`` with some fields replaced (validated again)."""
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,228 @@
+"""``autoseg tune`` end to end on a tiny phantom: a 3-trial study killed mid-trial and resumed,
+two worker processes sharing one SQLite study, ``--show`` and best_heuristics.json round-trip
+into ``autoseg plan``, pruning, failed plans, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from autoseg.cli import main
+from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.planner.plans import load_plans
+from autoseg.tuning.objective import HEURISTICS_ATTR
+from autoseg.tuning.progress import IntermediateReporter
+from autoseg.tuning.study import DEFAULTS_ATTR
+from autoseg.tuning.worker import REASON_ATTR
+
+pytestmark = pytest.mark.e2e
+PHANTOM = {
+    "num_train_cases": 5,
+    "num_test_cases": 0,
+    "base_shape": (16, 20, 20),
+    "channels": ("T1",),
+    "nested_classes": 1,
+    "rare_class": False,
+    "seed": 3,
+}
+BASE = {"cpu_unet_max_features": 16, "unet_max_batch_size": 2}
+FAST = [
+    "--configs", "unet3d", "--iters-per-epoch", "2", "--val-iters", "1", "--loader-workers",
+    "0", "--threads", "1", "-np", "1", "--device", "cpu", "--heartbeat", "1",
+]  # fmt: skip
+STUDY = "autoseg-Phantom"
+
+
+@pytest.fixture
+def one_thread() -> object:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def setup(
+    phantom_dataset: Callable[..., Path], tmp_path: Path, one_thread: object
+) -> tuple[Path, Path, list[str]]:
+    """(dataset, work folder, the common tune arguments)."""
+    dataset = phantom_dataset(**PHANTOM)
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(BASE))
+    work = tmp_path / "work"
+    return dataset, work, [str(dataset), "--work", str(work), "--base-heuristics", str(base)]
+
+
+def _study(work: Path) -> optuna.Study:
+    return optuna.load_study(study_name=STUDY, storage=f"sqlite:///{work / 'tuning.sqlite3'}")
+
+
+def _command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "autoseg", "-q", "tune", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+
+
+def test_three_trials_killed_mid_trial_then_resumed(
+    setup: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, work, common = setup
+    args = [*common, "--trials", "3", *FAST, "--epochs", "3"]
+    process = subprocess.Popen(_command(args), env=_env())
+    log = work / "tuning/studies" / STUDY / "trial_1/Phantom/results/unet3d/fold_0/log.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.is_file() and log.read_text().strip():
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the worker ended before it could be killed"
+    process.send_signal(signal.SIGKILL)  # in trial 1, after its first epoch
+    process.wait(timeout=30)
+    assert [t.state for t in _study(work).trials] == [TrialState.COMPLETE, TrialState.RUNNING]
+    time.sleep(3.5)  # heartbeat 1 s: silent for > 2 s means dead
+    assert main(["tune", *args]) == 0
+    trials = _study(work).trials
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[2].params == trials[1].params  # the killed trial's parameters, retried
+    assert trials[2].system_attrs["failed_trial"] == 1
+    out = capsys.readouterr().out
+    assert re.search(r"trial\s+2\s+COMPLETE", out) and "finished trials: 3 of 3" in out
+    assert main(["tune", *args]) == 0  # the study is full: nothing more to do
+    assert "no trial run" in capsys.readouterr().out and len(_study(work).trials) == 3
+
+
+def _outcomes(stdout: str) -> dict[int, str]:
+    return {int(n): s for n, s in re.findall(r"^\s+trial\s+(\d+)\s+(\w+)", stdout, re.M)}
+
+
+def test_two_workers_share_one_sqlite_study(
+    setup: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, work, common = setup
+    args = [*common, "--trials", "3", *FAST, "--epochs", "2"]
+    process = subprocess.Popen(_command(args), env=_env(), stdout=subprocess.PIPE, text=True)
+    first = work / "tuning/studies" / STUDY / "trial_0"
+    deadline = time.monotonic() + 240
+    while not first.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert main(["tune", *args]) == 0  # a second worker joins while trial 0 runs
+    here = _outcomes(capsys.readouterr().out)
+    there = _outcomes(process.communicate(timeout=300)[0])
+    assert process.returncode == 0
+    assert there and here, f"both workers ran trials: {there} / {here}"
+    assert not set(here) & set(there), "a trial was run twice"
+    finished = [t for t in _study(work).trials if t.state.is_finished()]
+    assert sorted(t.number for t in finished) == sorted([*here, *there])  # none lost
+    assert len(finished) == 3 and all(t.state == TrialState.COMPLETE for t in finished)
+    assert finished[0].number == 0 and finished[0].user_attrs[DEFAULTS_ATTR] is True
+    assert len({t.user_attrs["worker"] for t in finished}) == 2
+
+
+def test_show_writes_best_heuristics_that_plan_accepts(
+    setup: tuple[Path, Path, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dataset, work, common = setup
+    assert main(["tune", *common, "--trials", "2", *FAST, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["tune", str(dataset), "--work", str(work), "--show"]) == 0
+    out = capsys.readouterr().out
+    best = _study(work).best_trial
+    assert f"best trial: #{best.number}" in out
+    exported = work / "tuning/studies" / STUDY / "best_heuristics.json"
+    assert f"best heuristics: {exported}" in out
+    assert (exported.parent / "optimization_history.png").is_file()
+    assert (exported.parent / "param_importances.png").is_file()
+    plan_args = ["plan", str(dataset), "--work", str(tmp_path / "replan"), "--device", "cpu"]
+    assert main([*plan_args, "--heuristics", str(exported), "-np", "1"]) == 0
+    plans = load_plans(tmp_path / "replan" / "plans.json")
+    assert plans.heuristics == PlannerHeuristics.from_dict(best.user_attrs[HEURISTICS_ATTR])
+    assert plans.heuristics.cpu_unet_max_features == 16  # the base's untuned value too
+    capsys.readouterr()
+    other = ["tune", *common, "--trials", "2", *FAST, "--epochs", "2"]
+    assert main(other) == 2  # joining the study with another training length
+    assert "epochs: study 1, here 2" in capsys.readouterr().err
+
+
+def test_a_bad_intermediate_value_prunes_the_trial(
+    setup: tuple[Path, Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, work, common = setup
+
+    def forced(self: IntermediateReporter) -> float:
+        return 1.0 if self.trial.number == 0 else 0.0  # trial 1 looks hopeless
+
+    monkeypatch.setattr(IntermediateReporter, "current_value", forced)
+    args = [*common, "--trials", "2", *FAST, "--epochs", "2", "--pruner", "median"]
+    assert main(["tune", *args, "--pruner-startup-trials", "1", "--pruner-warmup", "0"]) == 0
+    first, second = _study(work).trials
+    assert first.state == TrialState.COMPLETE and sorted(first.intermediate_values) == list(
+        range(1, 101)
+    )
+    assert second.state == TrialState.PRUNED
+    assert sorted(second.intermediate_values) == list(range(1, 51))  # stopped after epoch 1
+    assert second.user_attrs[REASON_ATTR].startswith("pruned at 50% of its training")
+    fold = work / "tuning/studies" / STUDY / "trial_1/Phantom/results/unet3d/fold_0"
+    assert not (fold / "validation" / "summary.json").exists()
+
+
+def test_a_plan_that_fails_prunes_the_trial_and_tuning_goes_on(
+    phantom_dataset: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = phantom_dataset(**PHANTOM)
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({**BASE, "cpu_ram_fraction": 1e-6}))  # nothing fits
+    work = tmp_path / "work"
+    args = [str(dataset), "--work", str(work), "--base-heuristics", str(base), "--trials", "2"]
+    assert main(["tune", *args, *FAST, "--epochs", "1"]) == 0
+    trials = _study(work).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert all("planning Phantom failed" in t.user_attrs[REASON_ATTR] for t in trials)
+    assert main(["tune", "--work", str(work), "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "no completed trial yet" in out and "planning Phantom failed" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--storage", "nosuchdriver://host/db"], "cannot open the Optuna storage"),
+        (["--configs", "unet"], "unknown configuration 'unet'"),
+        (["--folds", "all"], "use 0..4, not all"),
+        (["--budget-minutes", "5", "--epochs", "1"], "not both"),
+        (["--trials", "0"], "expected a positive integer"),
+    ],
+)
+def test_errors_are_one_line_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(["tune", str(tmp_path), "--work", str(tmp_path / "w"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_show_and_tune_without_their_inputs_fail_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tune", "--work", str(tmp_path), "--device", "cpu"]) == 2
+    assert "at least one DATASET" in capsys.readouterr().err
+    assert main(["tune", "--work", str(tmp_path), "--show"]) == 2
+    assert "holds no studies" in capsys.readouterr().err
+    assert main(["tune", "--work", str(tmp_path), "--show", "--study", "nope"]) == 2
+    assert "no study 'nope'" in capsys.readouterr().err

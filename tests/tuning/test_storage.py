@@ -1,0 +1,39 @@
+"""The Optuna storage: default URL, bad URLs as one-line errors, masked passwords."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autoseg.errors import ConfigError
+from autoseg.tuning.storage import default_storage_url, open_storage, redact_url
+from autoseg.workspace import Workspace
+
+
+def test_default_storage_is_a_sqlite_file_in_the_workspace(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path / "work")
+    url = default_storage_url(workspace)
+    assert url == f"sqlite:///{(tmp_path / 'work' / 'tuning.sqlite3').resolve()}"
+    storage = open_storage(url, heartbeat_seconds=7)
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    assert storage.get_heartbeat_interval() == 7
+    assert workspace.tuning_db.is_file()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["not a url", "nosuchdriver://host/db", "sqlite:////no/such/folder/x.sqlite3"],
+)
+def test_unusable_urls_raise_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError, match="cannot open the Optuna storage") as info:
+        open_storage(url)
+    assert "\n" not in str(info.value)
+
+
+def test_passwords_are_masked() -> None:
+    assert redact_url("postgresql://me:secret@db.example/tune") == (
+        "postgresql://me:***@db.example/tune"
+    )
+    assert redact_url("sqlite:///x.db") == "sqlite:///x.db"
