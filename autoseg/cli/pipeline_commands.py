@@ -84,7 +84,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError("give the folds once: fold=FOLDS or --fold K, not both")
     folds = args.folds or args.fold or list(range(5))
     results = run_training(workspace_from_args(args), request_from_args(args, folds))
-    print(format_results(results))
+    if results:  # empty on torchrun's ranks other than 0: rank 0 reports
+        print(format_results(results))
     return 0
 
 

@@ -111,7 +111,7 @@ def format_demo_report(result: DemoResult) -> str:
     lines.append("Written:")
     items = written_paths(result)
     width = max(len(what) for what, _ in items)
-    lines += [f"  {what:<{width}}  {path}" for what, path in items]
+    lines += [f"  {what:<{width}}  {path.resolve()}" for what, path in items]
     if result.best is not None:
         lines.append(f"Predict new scans with: {result.best.predict_command}")
     return "\n".join(lines)

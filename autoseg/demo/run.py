@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from autoseg.data.synthetic import case_id_of
 from autoseg.demo.data import prepare_demo_data
 from autoseg.demo.settings import DemoSettings, demo_settings
 from autoseg.demo.steps import (
@@ -128,14 +128,9 @@ def run_demo_settings(workspace: Workspace, settings: DemoSettings) -> DemoResul
     result.best = result.timed("find-best", lambda: find_best_step(paths, settings.train.seed))
     result.prediction = result.timed("predict", lambda: predict_step(paths, settings))
     result.evaluation = result.timed("evaluate", lambda: evaluate_step(paths))
-    case_id = sorted(_held_out_cases(paths.data))[0]
+    spec = settings.phantom
+    case_id = case_id_of(spec.num_train_cases)  # the first held-out case
     result.overlay = result.timed(
-        "overlay", lambda: overlay_step(paths, case_id, result.label_names)
+        "overlay", lambda: overlay_step(paths, case_id, spec.file_ending, result.label_names)
     )
     return result
-
-
-def _held_out_cases(data: Path) -> list[str]:
-    return [
-        p.name.split(".")[0] for p in (data / "labelsTs").iterdir() if not p.name.startswith(".")
-    ]

@@ -99,7 +99,7 @@ def plan_step(paths: DemoPaths, settings: DemoSettings) -> PlanReport:
     """``autoseg plan <work>/demo_data --heuristics <work>/demo_heuristics.json``."""
     from autoseg.planner.run import run_plan
 
-    overrides = dict(settings.heuristics)
+    overrides = settings.heuristics_json()
     if read_json(paths.heuristics) != overrides:
         atomic_write_json(paths.heuristics, overrides)
     return run_plan(paths.data, paths.workspace, heuristics_path=paths.heuristics)
@@ -214,16 +214,16 @@ def evaluate_step(paths: DemoPaths) -> dict[str, Any]:
     )
 
 
-def overlay_step(paths: DemoPaths, case_id: str, label_names: dict[int, str]) -> OverlayLayout:
-    """``autoseg show`` of one held-out case: first channel, prediction and reference."""
+def overlay_step(
+    paths: DemoPaths, case_id: str, file_ending: str, label_names: dict[int, str]
+) -> OverlayLayout:
+    """``autoseg show`` of one held-out case: its first channel, prediction and reference."""
     from autoseg.viz.overlays import render_overlay
 
-    ending = next(iter(sorted((paths.data / "imagesTs").glob(f"{case_id}_0000.*")))).name
-    suffix = ending[len(f"{case_id}_0000") :]
     return render_overlay(
-        paths.data / "imagesTs" / ending,
+        paths.data / "imagesTs" / f"{case_id}_0000{file_ending}",
         paths.overlay(case_id),
-        seg=paths.predictions / f"{case_id}{suffix}",
-        ref=paths.data / "labelsTs" / f"{case_id}{suffix}",
+        seg=paths.predictions / f"{case_id}{file_ending}",
+        ref=paths.data / "labelsTs" / f"{case_id}{file_ending}",
         label_names=label_names,
     )

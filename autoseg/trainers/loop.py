@@ -12,7 +12,9 @@ Skeleton (each step a plain function; per-family parts come from the session's s
 
 Files in ``results/<config>/fold_<k>/``: ``checkpoint_{latest,best,final}.pt``, ``log.jsonl``,
 ``progress.png``, ``train_config.json``, ``validation/`` (see
-:mod:`autoseg.trainers.validation`) and, with ``--tensorboard``, ``tensorboard/``.
+:mod:`autoseg.trainers.validation`) and, with ``--tensorboard``, ``tensorboard/``. Under
+torchrun only rank 0 writes them and runs the final validation; the others wait for it
+(:mod:`autoseg.trainers.distributed`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -40,6 +43,7 @@ from autoseg.trainers.checkpoint import (
 )
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.device import select_device, use_amp
+from autoseg.trainers.distributed import FINAL_WAIT_SECONDS, DistContext, share_epoch_plan
 from autoseg.trainers.epoch_budget import fit_epochs
 from autoseg.trainers.history import EpochRecord, append_record, rewrite_log
 from autoseg.trainers.resume import resume_config
@@ -51,6 +55,7 @@ from autoseg.viz.curves import plot_progress
 __all__ = ["EpochCallback", "FoldResult", "prepare_fold_dir", "run_epoch", "train_fold"]
 
 _log = get_logger(__name__)
+_T = TypeVar("_T")
 
 EpochCallback = Callable[[Session], None]
 """Called after every epoch with the fold's session (read its ``spec`` and ``state``; do not
@@ -154,13 +159,15 @@ def run_epoch(session: Session, paths: dict[str, Path]) -> None:
     state.epoch += 1
     session.schedule.end_epoch(validation.loss)
     state.elapsed_seconds = session.elapsed()
-    if fit_epochs(session, timings, validation):
+    changed = fit_epochs(session, timings, validation)
+    if share_epoch_plan(session.dist, state, session.schedule, changed) and session.dist.is_main:
         _write_train_config(session, paths["config"])
     patience = session.config.early_stopping_patience
     if patience is not None and state.epochs_since_best >= patience and not state.finished:
         _log.info("early stopping: no better smoothed pseudo-Dice for %d epochs", patience)
         state.stopped_early = True
-    _save_epoch(session, paths, record, improved)
+    if session.dist.is_main:
+        _save_epoch(session, paths, record, improved)
 
 
 def _save_epoch(
@@ -195,8 +202,10 @@ def _save_epoch(
 
 
 def _train(session: Session, paths: dict[str, Path], on_epoch: EpochCallback | None = None) -> None:
-    rewrite_log(paths["log"], session.state.history)
-    _write_train_config(session, paths["config"])
+    main = session.dist.is_main
+    if main:
+        rewrite_log(paths["log"], session.state.history)
+        _write_train_config(session, paths["config"])
     try:
         while not session.state.finished:
             run_epoch(session, paths)
@@ -204,6 +213,8 @@ def _train(session: Session, paths: dict[str, Path], on_epoch: EpochCallback | N
                 on_epoch(session)
     finally:
         session.close()
+    if not main:
+        return
     payload = session.checkpoint_payload()
     if not paths["best"].is_file():  # the pseudo-Dice was never defined: best = final
         save_checkpoint(paths["best"], payload)
@@ -242,6 +253,7 @@ def train_fold(
     overwrite: bool = False,
     pretrained: Path | None = None,
     on_epoch: EpochCallback | None = None,
+    dist: DistContext | None = None,
 ) -> FoldResult:
     """Train one configuration on one fold, then validate it (see the module docstring).
 
@@ -253,13 +265,21 @@ def train_fold(
             schedule, grad scaler, RNG states, history and epoch count).
         overwrite: Delete the fold folder first.
         pretrained: Initialise the weights from this checkpoint (fresh optimiser).
-        on_epoch: Called after every epoch (see :data:`EpochCallback`).
+        on_epoch: Called after every epoch (see :data:`EpochCallback`); under torchrun on
+            every rank, with the same state.
+        dist: This process's rank under torchrun (default: one process); the summary is
+            None on ranks other than 0.
 
     Raises:
         ConfigError: an unfinished fold without --resume/--overwrite, bad options.
         CheckpointError: a corrupted or mismatching checkpoint.
+        DistributedError: another rank failed or timed out.
     """
-    action, checkpoint = prepare_fold_dir(spec, config, resume=resume, overwrite=overwrite)
+    dist = dist if dist is not None else DistContext()
+    with dist.main_first("preparing the fold folder"):
+        action, checkpoint = prepare_fold_dir(
+            spec, config, resume=resume, overwrite=overwrite and dist.is_main
+        )
     paths = _paths(spec.fold_dir)
     name = f"{spec.config_name} fold {spec.fold}"
     if action == "skip":
@@ -269,11 +289,12 @@ def train_fold(
         return FoldResult(spec.config_name, spec.fold, spec.fold_dir, "skipped", -1, None)
     if action == "validate":
         _log.info("%s is trained; running its missing final validation", name)
-        return _validate_only(spec, config, dataset, paths["final"])
+        done = _on_rank0(dist, lambda: _validate_only(spec, config, dataset, paths["final"], dist))
+        return done or FoldResult(spec.config_name, spec.fold, spec.fold_dir, "validated", -1, None)
     if checkpoint is not None:
         config = resume_config(checkpoint.train_config, config)
     spec.fold_dir.mkdir(parents=True, exist_ok=True)
-    session = open_session(spec, config, checkpoint=checkpoint, pretrained=pretrained)
+    session = open_session(spec, config, checkpoint=checkpoint, pretrained=pretrained, dist=dist)
     if checkpoint is not None:
         _log.info(
             "%s: resuming after epoch %d of %d",
@@ -282,20 +303,25 @@ def train_fold(
             session.state.total_epochs,
         )
     _train(session, paths, on_epoch)
-    summary = (
-        _validate(spec, config, dataset, session.module, session.amp)
-        if config.final_validation
-        else None
-    )
+    validate = partial(_validate, spec, config, dataset, session.module, session.amp)
+    summary = _on_rank0(dist, validate if config.final_validation else lambda: None)
     return FoldResult(
         spec.config_name, spec.fold, spec.fold_dir, "trained", session.state.epoch, summary
     )
 
 
+def _on_rank0(dist: DistContext, work: Callable[[], _T]) -> _T | None:
+    """``work()`` on rank 0 while the other ranks wait for it (None there)."""
+    try:
+        return work() if dist.is_main else None
+    finally:  # release the others even if rank 0 failed: they exit, torchrun reports it
+        dist.barrier("waiting for rank 0's final validation", FINAL_WAIT_SECONDS)
+
+
 def _validate_only(
-    spec: FoldSpec, config: TrainConfig, dataset: Dataset, final: Path
+    spec: FoldSpec, config: TrainConfig, dataset: Dataset, final: Path, dist: DistContext
 ) -> FoldResult:
-    device = select_device(config.device)
+    device = dist.device if dist.device is not None else select_device(config.device)
     network, loaded = load_model(final, device=str(device))
     amp = use_amp(config.amp, device, spec.config_plan.precision)
     summary = _validate(spec, config, dataset, network, amp)

@@ -4,6 +4,8 @@ Reads plans.json and source.json (written by ``autoseg plan``), the dataset they
 (patient groups and the reference labels of the final validation) and the preprocessed cases'
 properties (classes present, for the stratified split); makes or reuses ``splits.json``; then
 trains every (configuration, fold) in turn with :func:`autoseg.trainers.loop.train_fold`.
+Under ``torchrun`` every process runs this, joining one process group for all the folds
+(trained one after the other with every rank; see :mod:`autoseg.trainers.distributed`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from autoseg.log import get_logger
 from autoseg.networks._config import choice_error
 from autoseg.planner.plans import Plans, load_plans
 from autoseg.trainers.config import TrainingRequest
+from autoseg.trainers.distributed import DistContext, distributed
 from autoseg.trainers.loop import EpochCallback, FoldResult, train_fold
 from autoseg.trainers.session import FoldSpec
 from autoseg.trainers.splits import Splits, load_or_make_splits
@@ -89,6 +92,7 @@ def run_training(
 
     ``on_epoch`` is called after every epoch of every fold (see
     :data:`autoseg.trainers.loop.EpochCallback`); ``autoseg tune`` reports and prunes with it.
+    Under torchrun, ranks other than 0 return an empty list (rank 0 reports).
 
     Raises:
         PlansError: before ``autoseg plan`` (suggesting it), or with incomplete preprocessing.
@@ -96,7 +100,20 @@ def run_training(
             several configurations, an unfinished fold without --resume/--overwrite.
         CheckpointError: a corrupted checkpoint (naming the file).
         DatasetError: too few cases for the split, or the dataset is gone.
+        DistributedError: under torchrun, when the process group cannot be joined or another
+            process fails or times out.
     """
+    with distributed(request.config.device) as dist:
+        results = _train_all(workspace, request, on_epoch, dist)
+    return results if dist.is_main else []
+
+
+def _train_all(
+    workspace: Workspace,
+    request: TrainingRequest,
+    on_epoch: EpochCallback | None,
+    dist: DistContext,
+) -> list[FoldResult]:
     plans = load_plans(workspace.plans_json)
     names = _configuration_names(plans, request.configs)
     if request.pretrained is not None and len(names) != 1:
@@ -110,7 +127,10 @@ def run_training(
     for name in names:
         data_dir = workspace.preprocessed_dir(plans.configuration(name).data_identifier)
         numbered = any(f != "all" for f in request.folds)
-        splits = _splits(workspace, dataset, data_dir, case_ids) if numbered else None
+        splits = None
+        if numbered:
+            with dist.main_first("writing splits.json"):
+                splits = _splits(workspace, dataset, data_dir, case_ids)
         for fold in request.folds:
             train_ids, val_ids = _fold_cases(splits, case_ids, fold)
             spec = FoldSpec(plans, name, fold, train_ids, val_ids, workspace)
@@ -130,6 +150,7 @@ def run_training(
                     overwrite=request.overwrite,
                     pretrained=request.pretrained,
                     on_epoch=on_epoch,
+                    dist=dist,
                 )
             )
     return results

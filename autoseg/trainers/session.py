@@ -3,12 +3,16 @@
 :func:`open_session` builds it from the plan and the TrainConfig, from a checkpoint when
 resuming (weights, optimiser, schedule, grad scaler, RNG states, progress) or from
 ``--pretrained`` weights with a fresh optimiser. :meth:`Session.checkpoint_payload` is what
-every checkpoint holds (see :mod:`autoseg.trainers.checkpoint`).
+every checkpoint holds (see :mod:`autoseg.trainers.checkpoint`). Under torchrun
+(:mod:`autoseg.trainers.distributed`) the network is wrapped in DistributedDataParallel
+(``network``; ``module`` stays the plain one, whose weights the checkpoints hold) and each
+rank samples with its own seed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from autoseg.seeding import capture_rng_state, seed_everything
 from autoseg.trainers.checkpoint import LoadedCheckpoint
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.device import default_num_workers, select_device, use_amp
+from autoseg.trainers.distributed import DistContext
 from autoseg.trainers.losses import DeepSupervisionLoss, SegmentationLoss
 from autoseg.trainers.optim import LRSchedule, make_optimizer, make_schedule
 from autoseg.trainers.registry import strategy_for
@@ -97,6 +102,7 @@ class Session:
     train_batches: Iterator[dict[str, Any]] = field(default_factory=lambda: iter(()))
     val_batches: Iterator[dict[str, Any]] = field(default_factory=lambda: iter(()))
     writer: TensorBoardWriter | None = None
+    dist: DistContext = field(default_factory=DistContext)
     clock: tuple[float, float] = (0.0, 0.0)
     save_seconds: float = 0.0
 
@@ -130,7 +136,7 @@ class Session:
         """Start the batch iterators (worker seeds follow the run seed and epoch) and the
         TensorBoard writer."""
         self.close()
-        if self.config.tensorboard:
+        if self.config.tensorboard and self.dist.is_main:
             self.writer = TensorBoardWriter(self.spec.fold_dir / "tensorboard")
         workers = int(self.resolved["num_workers"])
         plans, plan, data_dir = self.spec.plans, self.spec.config_plan, self.spec.data_dir
@@ -142,7 +148,7 @@ class Session:
     def _batches(self, spec: LoaderSpec, workers: int, stream: int) -> Iterator[dict[str, Any]]:
         if workers == 0:
             return SingleThreadedAugmenter(spec.sampler, spec.transforms)  # type: ignore[no-any-return]
-        entropy = [self.config.seed, self.state.epoch, stream]
+        entropy = [self.dist.seed(self.config.seed), self.state.epoch, stream]
         seeds = np.random.SeedSequence(entropy).generate_state(workers).tolist()
         return MultiThreadedAugmenter(  # type: ignore[no-any-return]
             spec.sampler,
@@ -200,22 +206,16 @@ def _hyper(config: TrainConfig, strategy: TrainingStrategy, workers: int) -> dic
     }
 
 
-def open_session(
-    spec: FoldSpec,
-    config: TrainConfig,
-    *,
-    checkpoint: LoadedCheckpoint | None = None,
-    pretrained: Path | None = None,
-) -> Session:
-    """Build a fold's training objects; restore ``checkpoint`` (resume) if given.
-
-    Raises:
-        CheckpointError: if the checkpoint or the pretrained weights do not fit.
-    """
-    plan = spec.config_plan
-    strategy = strategy_for(plan.network.kind)
-    device = select_device(config.device)
-    workers = config.num_workers if config.num_workers is not None else default_num_workers(device)
+def _resolve(
+    config: TrainConfig, plan: ConfigurationPlan, strategy: TrainingStrategy, dist: DistContext
+) -> tuple[torch.device, dict[str, Any]]:
+    """The device and the run-time choices recorded as "resolved" (loader workers share the
+    machine's cores with the other ranks on it)."""
+    device = dist.device if dist.device is not None else select_device(config.device)
+    cores = max(1, (os.cpu_count() or 1) // dist.local_world_size)
+    workers = config.num_workers
+    if workers is None:
+        workers = default_num_workers(device, cores)
     resolved = {"device": str(device), **_hyper(config, strategy, workers)}
     resolved["amp"] = use_amp(config.amp, device, plan.precision)
     resolved["channels_last"] = (
@@ -226,7 +226,48 @@ def open_session(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     resolved["threads"] = torch.get_num_threads()
-    seed_everything(config.seed)
+    if dist.is_distributed:
+        batch = plan.batch_size
+        resolved["distributed"] = {
+            "world_size": dist.world_size,
+            "backend": dist.backend,
+            "batch_size_per_process": batch,
+            "effective_batch_size": batch * dist.world_size,
+        }
+        _log.info(
+            "%s: batch %d per process x %d processes = effective batch %d; learning rate %g "
+            "(not scaled)",
+            plan.name,
+            batch,
+            dist.world_size,
+            batch * dist.world_size,
+            resolved["lr"],
+        )
+    return device, resolved
+
+
+def open_session(
+    spec: FoldSpec,
+    config: TrainConfig,
+    *,
+    checkpoint: LoadedCheckpoint | None = None,
+    pretrained: Path | None = None,
+    dist: DistContext | None = None,
+) -> Session:
+    """Build a fold's training objects; restore ``checkpoint`` (resume) if given.
+
+    Under torchrun (``dist``, see :mod:`autoseg.trainers.distributed`) the network is
+    wrapped in DistributedDataParallel after the weights are restored, and ranks other than 0
+    re-seed their sampling from (seed, rank, epoch) after it.
+
+    Raises:
+        CheckpointError: if the checkpoint or the pretrained weights do not fit.
+    """
+    dist = dist if dist is not None else DistContext()
+    plan = spec.config_plan
+    strategy = strategy_for(plan.network.kind)
+    device, resolved = _resolve(config, plan, strategy, dist)
+    seed_everything(config.seed)  # the same initial weights on every rank
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     module = build_network(plan.network).to(device)
@@ -265,11 +306,15 @@ def open_session(
         scaler=torch.amp.GradScaler(device.type, enabled=resolved["amp"]),
         loss=strategy.make_loss(plan, resolved["loss"]),
         state=state,
+        dist=dist,
     )
     if checkpoint is not None:
         restore_session(session, checkpoint)
+    if dist.rank != 0:  # rank 0 keeps the seed (or its checkpointed RNG states)
+        seed_everything(dist.seed(config.seed, session.state.epoch))
     session.clock = (session.state.elapsed_seconds, time.perf_counter())
+    session.network = dist.wrap(module)
     if config.compile:
-        session.network = torch.compile(module)
+        session.network = torch.compile(session.network)
     session.start_loaders()
     return session

@@ -1,4 +1,9 @@
-"""One epoch's training iterations and validation batches (pure steps over a Session)."""
+"""One epoch's training iterations and validation batches (pure steps over a Session).
+
+Under torchrun the losses are averaged and the pseudo-Dice counts summed over the ranks, and
+a shortened epoch length is rank 0's (see :mod:`autoseg.trainers.distributed`), so every rank
+records the same epoch and runs the same number of iterations.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from autoseg.trainers.distributed import share_epoch_plan
 from autoseg.trainers.session import Session
 from autoseg.trainers.short_epochs import WARMUP_ITERATIONS, shorten_epochs
 from autoseg.trainers.strategy import confusion_counts
@@ -95,13 +101,16 @@ def train_epoch(session: Session, epoch: int) -> EpochTimings:
         inputs, targets = session.strategy.to_device(batch, plan, session.device)
         losses.append(train_step(session, inputs, targets))
         durations.append(time.perf_counter() - tick)
-        if len(losses) == WARMUP_ITERATIONS and shorten_epochs(session, durations):
+        if len(losses) == WARMUP_ITERATIONS and share_epoch_plan(
+            session.dist, session.state, session.schedule, shorten_epochs(session, durations)
+        ):
             bar.total = session.state.iters_per_epoch
         bar.update()
     bar.close()
     finite = [v for v in losses if math.isfinite(v)]
+    loss = statistics.fmean(finite) if finite else math.nan
     return EpochTimings(
-        loss=statistics.fmean(finite) if finite else math.nan,
+        loss=session.dist.mean(loss, "averaging the training loss"),
         median_iteration_seconds=statistics.median(durations),
         train_seconds=time.perf_counter() - start,
     )
@@ -128,8 +137,8 @@ def validate_epoch(session: Session) -> ValidationResult:
         voxels += targets[0].numel()
         losses.append(float(loss))
     return ValidationResult(
-        loss=statistics.fmean(losses),
-        counts=counts,
+        loss=session.dist.mean(statistics.fmean(losses), "averaging the validation loss"),
+        counts=session.dist.all_reduce_sum(counts, "summing the pseudo-Dice counts"),
         seconds=time.perf_counter() - start,
         seconds_per_voxel=forward_seconds / max(voxels, 1),
     )

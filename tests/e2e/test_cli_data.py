@@ -67,22 +67,6 @@ def test_demo_data_refuses_a_non_empty_folder(
     assert "invalid choice: 'wide'" in capsys.readouterr().err
 
 
-def test_demo_generates_verifies_and_reuses(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    work = tmp_path / "work"
-    assert main(["demo", "--work", str(work), "--quick"]) == 0
-    out = capsys.readouterr().out
-    assert f"demo dataset written to {work / 'demo_data'} and verified" in out
-    assert "6 training" in out and "2 test" in out and "labels: 0 background" in out
-    marker = work / "demo_data" / "dataset.json"
-    stamp = marker.stat().st_mtime_ns
-    assert main(["demo", "--work", str(work), "--quick"]) == 0
-    assert marker.stat().st_mtime_ns == stamp  # same spec: the dataset is reused
-    assert main(["demo", "--work", str(work), "--quick", "--seed", "1"]) == 0
-    assert marker.stat().st_mtime_ns != stamp  # another seed: regenerated
-
-
 def test_console_script_and_module_on_a_bad_dataset(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("autoseg")
     if not script.is_file():
