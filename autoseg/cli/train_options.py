@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from autoseg.cli.options import positive_int
 from autoseg.errors import ConfigError
 from autoseg.trainers.config import (
     DEVICES,
@@ -30,24 +31,20 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(err.message) from None
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("length and schedule")
-    g.add_argument("--epochs", type=_count, metavar="N", help="epochs (GPU default: 1000)")
+    g.add_argument("--epochs", type=positive_int, metavar="N", help="epochs (GPU default: 1000)")
     g.add_argument(
-        "--iters-per-epoch", type=_count, metavar="N", help="default: 250 (fewer for short budgets)"
+        "--iters-per-epoch",
+        type=positive_int,
+        metavar="N",
+        help="default: 250 (fewer for short budgets)",
     )
     g.add_argument(
-        "--val-iters", type=_count, metavar="N", help="validation batches per epoch (default: 50)"
+        "--val-iters",
+        type=positive_int,
+        metavar="N",
+        help="validation batches per epoch (default: 50)",
     )
     g.add_argument(
         "--time-budget",
@@ -67,7 +64,7 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--loss", choices=LOSSES, help="default: dice_ce (U-Net), ce (DeepMedic)")
     g.add_argument(
         "--early-stopping",
-        type=_count,
+        type=positive_int,
         metavar="EPOCHS",
         help="stop when the smoothed pseudo-Dice has not improved for this many epochs",
     )
@@ -100,7 +97,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--threads",
-        type=_count,
+        type=positive_int,
         metavar="N",
         help="torch CPU threads (default: every core; fewer when other work busies the cores)",
     )

@@ -41,3 +41,11 @@ def test_defaults() -> None:
 def test_invalid_values_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="lr must be a positive number"):
         _request("--lr", "-1")
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_counts_must_be_positive_integers(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["train", "--epochs", value])
+    assert exited.value.code == 2
+    assert "argument --epochs: expected a positive integer" in capsys.readouterr().err
