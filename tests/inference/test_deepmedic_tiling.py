@@ -12,6 +12,7 @@ from torch import nn
 from autoseg.errors import ConfigError
 from autoseg.inference.deepmedic_tiling import (
     FeatureLayer,
+    balanced_tile,
     predict_deepmedic,
     tile_lattice,
     tile_output_shape,
@@ -81,6 +82,22 @@ def test_lattice_and_tile_rounding() -> None:
     assert tile_output_shape(config, (29, 23, 7)) == (30, 30, 6)
     assert tile_output_shape(config, (4, 40, 1)) == (15, 45, 3)
     assert tile_starts((31, 15, 4), (15, 15, 3)) == [(z, 0, x) for z in (0, 15, 30) for x in (0, 3)]
+
+
+def test_balanced_tiles_cover_the_volume_with_the_least_overshoot() -> None:
+    assert balanced_tile((50, 60, 60), (39, 42, 42), (3, 3, 3)) == (27, 30, 30)
+    assert balanced_tile((10, 5, 4), (39, 42, 42), (3, 3, 3)) == (12, 6, 6)
+    assert balanced_tile((90, 45, 46), (45, 45, 45), (15, 15, 1)) == (45, 45, 23)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lattice = tuple(int(v) for v in rng.integers(1, 6, size=3))
+        tile = tuple(int(lat * rng.integers(1, 10)) for lat in lattice)
+        volume = tuple(int(v) for v in rng.integers(1, 120, size=3))
+        balanced = balanced_tile(volume, tile, lattice)
+        for n, t, b, lat in zip(volume, tile, balanced, lattice):
+            assert b % lat == 0 and lat <= b <= t
+            assert -(-n // b) == -(-n // t)  # as many tiles as the planned size needs
+            assert b - lat < -(-n // -(-n // t))  # and no lattice step more than needed
 
 
 @pytest.mark.parametrize("tile", [(15, 15, 3), (30, 15, 6), (45, 45, 21)])
