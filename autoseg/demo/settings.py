@@ -158,5 +158,5 @@ def demo_settings(*, quick: bool, seed: int = 0, gpu: bool | None = None) -> Dem
         train = TrainConfig(epochs=4, iters_per_epoch=25, val_iters=2, **common)
         return DemoSettings("quick", phantom, 2, _QUICK_HEURISTICS, train, use_mirroring=False)
     phantom = PhantomSpec(num_train_cases=10, num_test_cases=3, base_shape=(48, 56, 56), seed=seed)
-    train = TrainConfig(epochs=10, iters_per_epoch=30, val_iters=4, **common)
+    train = TrainConfig(epochs=10, iters_per_epoch=25, val_iters=4, **common)
     return DemoSettings("full", phantom, 3, _FULL_HEURISTICS, train, use_mirroring=True)
