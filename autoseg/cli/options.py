@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from autoseg.workspace import Workspace
@@ -22,7 +22,15 @@ __all__ = [
 
 
 class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line (``autoseg CMD: error: ...``) and exit 2."""
+    """ArgumentParser whose errors are one line (``autoseg CMD: error: ...``) and exit 2.
+
+    Abbreviated options are refused (``--epoch`` is not ``--epochs``): a script written
+    against one release must not change meaning when a later one adds an option.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

@@ -135,9 +135,10 @@ def _gpu_available() -> bool:
 def demo_settings(*, quick: bool, seed: int = 0, gpu: bool | None = None) -> DemoSettings:
     """The settings of ``autoseg demo`` (``quick``: the ~2 minute version).
 
-    On a GPU the same plan overrides, epochs and iterations apply (the demo is faster);
-    only the data loading changes: background loader processes and torch's own thread
-    count instead of in-process loading on half the cores.
+    On a GPU the same epochs and iterations apply, but the planner plans for the GPU (the
+    ``cpu_*`` overrides only shape CPU plans, so the networks are wider), and the data
+    loading changes: background loader processes and torch's own thread count instead of
+    in-process loading on half the cores.
 
     Args:
         quick: The small, fast preset used by the end-to-end test.

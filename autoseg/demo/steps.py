@@ -191,6 +191,7 @@ def predict_step(paths: DemoPaths, settings: DemoSettings) -> PredictionReport:
             workspace=paths.workspace,
             config="best",
             use_mirroring=settings.use_mirroring,
+            threads=settings.train.threads,  # as in training: one thread on a 2-core CPU
         )
     )
     if report.failed:

@@ -49,3 +49,10 @@ def test_counts_must_be_positive_integers(value: str, capsys: pytest.CaptureFixt
         build_parser().parse_args(["train", "--epochs", value])
     assert exited.value.code == 2
     assert "argument --epochs: expected a positive integer" in capsys.readouterr().err
+
+
+def test_abbreviated_options_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["train", "--epoch", "3"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --epoch" in capsys.readouterr().err
