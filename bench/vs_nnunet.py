@@ -23,7 +23,7 @@ torch==2.13.0, nnunetv2 and ``pip install -e .``); its folders are set in ``os.e
 this script, under ``--out``. Usage::
 
     python bench/vs_nnunet.py --quick              # a few minutes
-    python bench/vs_nnunet.py --out /tmp/vs        # the default: about 40 minutes on 2 cores
+    python bench/vs_nnunet.py --out /tmp/vs        # the default: about 25 minutes on 2 cores
 
 No assertions: a benchmark prints what it measures. Results also go to OUT/results.json.
 """
