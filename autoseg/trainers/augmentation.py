@@ -85,7 +85,7 @@ def _mirror(aug: AugmentationPlan) -> list[AbstractTransform]:
 
 
 def build_train_transforms(
-    aug: AugmentationPlan, finish: Sequence[AbstractTransform] = (), *, order: int = 3
+    aug: AugmentationPlan, finish: Sequence[AbstractTransform] = (), *, order: int = 1
 ) -> Compose:
     """The batch transforms of training (after the spatial augmentation of the sampler):
     intensity transforms, mirroring, then ``finish``.
@@ -93,7 +93,7 @@ def build_train_transforms(
     Args:
         aug: The plan's augmentation parameters.
         finish: Transforms appended at the end.
-        order: Spline order of the low-resolution simulation's upsampling (3 = cubic).
+        order: Spline order of the low-resolution simulation's upsampling (1 = linear).
     """
     return Compose([*_intensity(aug, order), *_mirror(aug), *finish])
 

@@ -102,7 +102,7 @@ class DeepMedicStrategy:
         self, config: ConfigurationPlan, folder: Path, ids: Sequence[str], train: bool
     ) -> SegmentSampler:
         box, offset = segment_box(_deepmedic(config), config.patch_size)
-        spatial = SpatialParams.from_plan(config.augmentation, order=1) if train else None
+        spatial = SpatialParams.from_plan(config.augmentation) if train else None
         return SegmentSampler(
             folder, ids, config.batch_size, box, offset, config.patch_size, spatial
         )
@@ -113,7 +113,7 @@ class DeepMedicStrategy:
         network = _deepmedic(config)
         _, offset = segment_box(network, config.patch_size)
         extract = PathwayInputs(network, offset, config.patch_size)
-        transforms = build_pathway_transforms(config.augmentation, extract, order=1)
+        transforms = build_pathway_transforms(config.augmentation, extract)
         return LoaderSpec(self._sampler(config, folder, case_ids, True), transforms)
 
     def val_loader(

@@ -98,9 +98,14 @@ class CaseSampler(DataLoader):  # type: ignore[misc]
             case = self.case(int(index))
             start = self.patch_start(case, b)
             coords = None if self.spatial is None else draw_coordinates(self.patch, self.spatial)
-            order = 3 if self.spatial is None else self.spatial.order
             image, labels = read_patch(
-                case.image, case.seg, start, self.patch, coords, order=order, seg_box=self.seg_box
+                case.image,
+                case.seg,
+                start,
+                self.patch,
+                coords,
+                order=1 if self.spatial is None else self.spatial.order,  # unused by plain crops
+                seg_box=self.seg_box,
             )
             data[b] = image
             if labels is not None:

@@ -54,7 +54,9 @@ class SpatialParams:
         p_scale: Probability that a sample is scaled.
         p_elastic: Probability of an elastic deformation (0: never).
         in_plane_axis: The coarse axis of in-plane-only augmentation, or None.
-        order: Spline order of the image interpolation (3 = cubic).
+        order: Spline order of the image interpolation: 1 (linear, the default, as in
+            nnU-Net v2's augmentation; cubic splines made a 64x80x80 U-Net batch of 2 cost
+            636 ms against 373 ms) or 3 (cubic).
     """
 
     max_radians: tuple[float, float, float]
@@ -63,10 +65,10 @@ class SpatialParams:
     p_scale: float
     p_elastic: float
     in_plane_axis: int | None
-    order: int = 3
+    order: int = 1
 
     @classmethod
-    def from_plan(cls, aug: AugmentationPlan, *, order: int = 3) -> SpatialParams:
+    def from_plan(cls, aug: AugmentationPlan, *, order: int = 1) -> SpatialParams:
         """Parameters of a plan's augmentation (``rotate_in_plane_only`` -> the axis rotated
         about is the coarse axis)."""
         axis = int(np.argmax(aug.rotation_degrees)) if aug.rotate_in_plane_only else None
@@ -153,7 +155,7 @@ def read_patch(
     shape: Sequence[int],
     coords: np.ndarray | None,
     *,
-    order: int = 3,
+    order: int = 1,
     seg_box: tuple[Sequence[int], Sequence[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Image C×shape (float32) and labels (int16) of a patch, transformed by ``coords``.

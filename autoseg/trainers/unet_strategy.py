@@ -28,11 +28,6 @@ from autoseg.trainers.spatial import SpatialParams
 from autoseg.trainers.strategy import FamilyDefaults, LoaderSpec
 from autoseg.trainers.time_budget import sliding_window_voxels
 
-IMAGE_ORDER = 1
-"""Interpolation order of the image in the U-Net's rotation / scaling / elastic deformation and
-in its low-resolution simulation: linear, as nnU-Net v2's torch augmentation does. Cubic
-(3) made a 64x80x80 batch of 2 cost 636 ms against 373 ms (bench/vs_nnunet.py profile)."""
-
 __all__ = ["UNetStrategy", "supervision_factors"]
 
 
@@ -76,9 +71,9 @@ class UNetStrategy:
     def train_loader(
         self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
     ) -> LoaderSpec:
-        spatial = SpatialParams.from_plan(config.augmentation, order=IMAGE_ORDER)
+        spatial = SpatialParams.from_plan(config.augmentation)
         sampler = self._sampler(plans, config, folder, case_ids, spatial)
-        return LoaderSpec(sampler, build_train_transforms(config.augmentation, order=IMAGE_ORDER))
+        return LoaderSpec(sampler, build_train_transforms(config.augmentation))
 
     def val_loader(
         self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]

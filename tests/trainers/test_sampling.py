@@ -69,6 +69,23 @@ def test_identity_transform_is_an_exact_crop() -> None:
     np.testing.assert_array_equal(moved_labels, labels)
 
 
+def test_transformed_images_are_interpolated_linearly_by_default() -> None:
+    from batchgenerators.augmentations.utils import create_zero_centered_coordinate_mesh
+
+    assert SpatialParams.from_plan(AugmentationPlan()).order == 1
+    image = np.zeros((1, *SHAPE), np.float32)
+    image[:, SHAPE[0] // 2 :] = 1.0  # a step along Z
+    shifted = create_zero_centered_coordinate_mesh((8, 8, 8)).copy()
+    shifted[0] += 0.5  # half a voxel along Z
+    start = (SHAPE[0] // 2 - 4, 3, 4)
+    linear, _ = read_patch(image, None, start, (8, 8, 8), shifted)
+    profile = linear[0, :, 4, 4]
+    assert profile[3] == pytest.approx(0.5, abs=1e-6)  # halfway across the step
+    assert set(np.round(np.delete(profile, 3), 6)) == {0.0, 1.0}  # no spline ringing
+    cubic, _ = read_patch(image, None, start, (8, 8, 8), shifted, order=3)
+    assert np.abs(cubic[0, :, 4, 4] - profile).max() > 0.01  # the order matters here
+
+
 def test_in_plane_augmentation_never_moves_along_the_coarse_axis() -> None:
     aug = AugmentationPlan(
         rotation_degrees=(180.0, 0.0, 0.0), rotate_in_plane_only=True, p_rotation=1.0,
