@@ -7,8 +7,10 @@ first (``shutil.copytree(path, tmp_path / "ds")``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,3 +62,28 @@ def workspace(tmp_path: Path) -> Workspace:
 def rng() -> np.random.Generator:
     """A seeded NumPy generator."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def small_heuristics_values() -> dict[str, Any]:
+    """Planner overrides that make tiny, fast networks for training tests on a CPU."""
+    return {
+        "cpu_unet_base_features": 4,
+        "cpu_unet_max_features": 16,
+        "cpu_deepmedic_feature_scale": 0.15,
+        "deepmedic_min_batch_size": 2,
+        "deepmedic_max_batch_size": 2,
+        "deepmedic_max_train_output": 5,
+        "deepmedic_inference_output": 15,
+        "unet_max_batch_size": 2,
+    }
+
+
+@pytest.fixture(scope="session")
+def small_heuristics(
+    small_heuristics_values: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """``small_heuristics_values`` as a JSON file for ``autoseg plan --heuristics``."""
+    path = tmp_path_factory.mktemp("heuristics") / "small.json"
+    path.write_text(json.dumps(small_heuristics_values))
+    return path

@@ -19,16 +19,6 @@ from autoseg.trainers.checkpoint import load_model
 from autoseg.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
-SMALL_HEURISTICS = {
-    "cpu_unet_base_features": 4,
-    "cpu_unet_max_features": 16,
-    "cpu_deepmedic_feature_scale": 0.15,
-    "deepmedic_min_batch_size": 2,
-    "deepmedic_max_batch_size": 2,
-    "deepmedic_max_train_output": 5,
-    "deepmedic_inference_output": 15,
-    "unet_max_batch_size": 2,
-}
 TRAIN = ["--config", "unet3d", "fold=0", "--iters-per-epoch", "2", "--val-iters", "1"]
 TRAIN += ["-np", "0", "--device", "cpu"]
 
@@ -41,15 +31,13 @@ def _torchrun(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_torchrun_two_processes_resume_a_fold_slow(
-    phantom_dataset: Callable[..., Path], tmp_path: Path
+    phantom_dataset: Callable[..., Path], small_heuristics: Path, tmp_path: Path
 ) -> None:
     dataset = phantom_dataset(
         num_train_cases=6, num_test_cases=0, base_shape=(20, 24, 24), channels=("T1",), seed=3
     )
     work = tmp_path / "work"
-    heuristics = tmp_path / "heuristics.json"
-    heuristics.write_text(json.dumps(SMALL_HEURISTICS))
-    plan = ["plan", str(dataset), "--work", str(work), "--heuristics", str(heuristics)]
+    plan = ["plan", str(dataset), "--work", str(work), "--heuristics", str(small_heuristics)]
     assert main([*plan, "--device", "cpu", "-np", "1"]) == 0
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -22,16 +22,6 @@ from autoseg.trainers.checkpoint import load_model
 from autoseg.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
-SMALL_HEURISTICS = {
-    "cpu_unet_base_features": 4,
-    "cpu_unet_max_features": 16,
-    "cpu_deepmedic_feature_scale": 0.15,
-    "deepmedic_min_batch_size": 2,
-    "deepmedic_max_batch_size": 2,
-    "deepmedic_max_train_output": 5,
-    "deepmedic_inference_output": 15,
-    "unet_max_batch_size": 2,
-}
 FAST = ["--epochs", "2", "--iters-per-epoch", "2", "--val-iters", "1", "-np", "0"]
 
 
@@ -43,15 +33,14 @@ def one_thread() -> object:
     torch.set_num_threads(threads)
 
 
-def _plan(dataset: Path, work: Path, tmp_path: Path) -> None:
-    heuristics = tmp_path / "heuristics.json"
-    heuristics.write_text(json.dumps(SMALL_HEURISTICS))
+def _plan(dataset: Path, work: Path, heuristics: Path) -> None:
     args = ["plan", str(dataset), "--work", str(work), "--heuristics", str(heuristics)]
     assert main([*args, "--device", "cpu", "-np", "1"]) == 0
 
 
 def test_train_both_configurations_and_check_artefacts(
     phantom_dataset: Callable[..., Path],
+    small_heuristics: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     one_thread: object,
@@ -61,7 +50,7 @@ def test_train_both_configurations_and_check_artefacts(
         with_roi=True, cases_per_patient=2, channels=("T1", "FLAIR"), seed=5,
     )  # fmt: skip
     work = tmp_path / "work"
-    _plan(dataset, work, tmp_path)
+    _plan(dataset, work, small_heuristics)
     assert main(["train", "--work", str(work), "fold=0", *FAST]) == 0
     out = capsys.readouterr().out
     assert "unet3d" in out and "deepmedic" in out and "trained" in out
@@ -137,13 +126,13 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def test_sigkill_mid_epoch_then_resume(
-    phantom_dataset: Callable[..., Path], tmp_path: Path, one_thread: object
+    phantom_dataset: Callable[..., Path], small_heuristics: Path, tmp_path: Path, one_thread: object
 ) -> None:
     dataset = phantom_dataset(
         num_train_cases=5, num_test_cases=0, base_shape=(16, 20, 20), channels=("T1",), seed=7
     )
     work = tmp_path / "work"
-    _plan(dataset, work, tmp_path)
+    _plan(dataset, work, small_heuristics)
     args = ["train", "--work", str(work), "--config", "unet3d", "fold=0", "--epochs", "3"]
     args += ["--iters-per-epoch", "20", "--val-iters", "1", "--no-validation"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}

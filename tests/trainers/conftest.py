@@ -8,26 +8,15 @@ one thread: the tests are tiny, and on a loaded 2-core machine more threads only
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autoseg.workspace import Workspace
 
-SMALL_HEURISTICS = {
-    "cpu_unet_base_features": 4,
-    "cpu_unet_max_features": 16,
-    "cpu_deepmedic_feature_scale": 0.15,
-    "deepmedic_min_batch_size": 2,
-    "deepmedic_max_batch_size": 2,
-    "deepmedic_max_train_output": 5,
-    "deepmedic_inference_output": 15,
-    "deepmedic_subsample_factors": [3],
-    "unet_max_batch_size": 2,
-}
 PHANTOM = {
     "num_train_cases": 6,
     "num_test_cases": 0,
@@ -48,10 +37,9 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def small_heuristics(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("heuristics") / "small.json"
-    path.write_text(json.dumps(SMALL_HEURISTICS))
-    return path
+def small_heuristics_values(small_heuristics_values: dict[str, Any]) -> dict[str, Any]:
+    """The shared small networks, with one subsampled DeepMedic pathway."""
+    return {**small_heuristics_values, "deepmedic_subsample_factors": [3]}
 
 
 @pytest.fixture(scope="session")
