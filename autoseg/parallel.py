@@ -16,13 +16,20 @@ from typing import TypeVar
 
 from autoseg.log import progress
 
-__all__ = ["map_cases"]
+__all__ = ["init_worker_process", "map_cases"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _init_worker() -> None:
+def init_worker_process() -> None:
+    """Set up a forked worker process: torch on one thread.
+
+    Besides avoiding oversubscription, this is what keeps a forked worker alive: a child
+    forked after the parent ran multi-threaded torch ops inherits OpenMP's thread pool in a
+    broken state, and its first parallel op (an ``avg_pool3d`` of DeepMedic's pathway
+    inputs, say) waits forever. With one thread torch never enters that pool.
+    """
     if "torch" in sys.modules:
         import torch
 
@@ -54,7 +61,9 @@ def map_cases(
             yield function(item)
         return
     workers = min(num_workers, len(items))
-    with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=_context(), initializer=init_worker_process
+    ) as pool:
         futures: list[Future[R]] = [pool.submit(function, item) for item in items]
         try:
             for future in progress(futures, desc=desc, total=len(futures), enabled=show_progress):

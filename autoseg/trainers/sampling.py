@@ -33,6 +33,7 @@ import numpy as np
 from batchgenerators.dataloading.data_loader import DataLoader
 
 from autoseg.errors import ConfigError
+from autoseg.parallel import init_worker_process
 from autoseg.preprocessing.store import PreprocessedCase, load_preprocessed_case
 from autoseg.trainers.spatial import SpatialParams, draw_coordinates, read_patch
 
@@ -88,6 +89,7 @@ class CaseSampler(DataLoader):  # type: ignore[misc]
     def generate_train_batch(self) -> dict[str, Any]:
         if os.getpid() != self._watched_pid:  # first batch in a worker process
             self._watched_pid = os.getpid()
+            init_worker_process()
             _watch_parent(self._owner_pid)
         indices = self.get_indices()
         seg_shape = self.patch if self.seg_box is None else tuple(self.seg_box[1])

@@ -4,6 +4,7 @@ fold-folder errors, pretrained weights, time budgets."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,35 @@ def test_worker_processes_feed_batches_and_stop(planned: Workspace) -> None:
     finally:
         session.close()
     assert not any(p.is_alive() for p in workers)
+
+
+def test_loader_workers_are_set_up_like_every_forked_worker(
+    planned: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each loader worker process runs autoseg.parallel's worker set-up once (one torch
+    thread: see test_parallel.py for why a forked worker needs it)."""
+    from autoseg.planner.plans import load_plans
+    from autoseg.trainers import sampling
+    from autoseg.trainers.session import FoldSpec, open_session
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def mark() -> None:
+        (marks / str(os.getpid())).touch()
+
+    monkeypatch.setattr(sampling, "init_worker_process", mark)  # inherited by the fork
+    plans = load_plans(planned.plans_json)
+    cases = tuple(sorted(p.stem for p in planned.root.glob("preprocessed/*/*.json")))
+    spec = FoldSpec(plans, "deepmedic", 0, cases, cases, planned)
+    session = open_session(spec, TrainConfig(epochs=1, num_workers=2, device="cpu"))
+    try:
+        for _ in range(4):
+            next(session.train_batches)
+        workers = {str(p.pid) for p in session.train_batches._processes}
+    finally:
+        session.close()
+    assert {p.name for p in marks.iterdir()} == workers and str(os.getpid()) not in workers
 
 
 def test_tensorboard_needs_its_package(planned: Workspace) -> None:
