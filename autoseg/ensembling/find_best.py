@@ -15,7 +15,6 @@ helps). The winner is compared with the runner-up by a paired case-level bootstr
 
 from __future__ import annotations
 
-import difflib
 import functools
 import itertools
 import json
@@ -42,6 +41,7 @@ from autoseg.evaluation.cv import LOWER_IS_BETTER, METRIC_CHOICES, metric_column
 from autoseg.evaluation.oof import OOFCase, out_of_fold_cases, read_splits, trained_fold_dirs
 from autoseg.evaluation.summary import summarize
 from autoseg.log import get_logger
+from autoseg.strict import did_you_mean
 from autoseg.workspace import Workspace
 
 __all__ = ["find_best"]
@@ -56,8 +56,7 @@ def _select_configs(
         chosen = list(dict.fromkeys(configs))
         for name in chosen:
             if name not in planned:
-                close = difflib.get_close_matches(name, list(planned), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(name, planned)
                 raise ConfigError(
                     f"configuration {name!r} is not in plans.json; planned: "
                     f"{', '.join(planned)}{hint}"

@@ -17,7 +17,6 @@ interact and are made independently.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from scipy import ndimage
 
 from autoseg.errors import ConfigError
 from autoseg.evaluation import metrics
+from autoseg.strict import did_you_mean
 
 __all__ = [
     "METRICS",
@@ -164,8 +164,7 @@ def apply_postprocessing(labels: np.ndarray, rule: Mapping[int, bool]) -> np.nda
 
 def _lookup_metric(metric: str) -> tuple[Scorer, bool]:
     if metric not in METRICS:
-        close = difflib.get_close_matches(metric, list(METRICS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(metric, METRICS)
         raise ConfigError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}{hint}")
     return METRICS[metric]
 

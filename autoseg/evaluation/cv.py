@@ -16,7 +16,6 @@ Outputs, written atomically and skipped when their ``inputs`` digests are unchan
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import math
@@ -37,6 +36,7 @@ from autoseg.evaluation.summary import summarize
 from autoseg.frozendict import FrozenDict
 from autoseg.log import get_logger
 from autoseg.parallel import map_cases
+from autoseg.strict import did_you_mean
 from autoseg.workspace import Workspace
 
 __all__ = [
@@ -67,8 +67,7 @@ def metric_column(metric: str) -> str:
         return metric
     if metric in METRIC_CHOICES:
         return METRIC_CHOICES[metric]
-    close = difflib.get_close_matches(metric, list(METRIC_CHOICES), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(metric, METRIC_CHOICES)
     raise ConfigError(f"unknown metric {metric!r}; choose one of {list(METRIC_CHOICES)}{hint}")
 
 

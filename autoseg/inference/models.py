@@ -8,7 +8,6 @@ default). Every checkpoint must carry the same plans as the workspace's plans.js
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from autoseg.errors import CheckpointError, ConfigError, PlansError
 from autoseg.frozendict import FrozenDict
 from autoseg.log import get_logger
 from autoseg.planner.plans import Plans
+from autoseg.strict import did_you_mean
 from autoseg.trainers.checkpoint import CHECKPOINT_NAMES
 from autoseg.workspace import Workspace
 
@@ -159,8 +159,7 @@ def read_best_json(path: Path) -> tuple[tuple[str, ...], tuple[int | str, ...], 
 def _check_config(plans: Plans, config: str) -> None:
     if config not in plans.configurations:
         planned = list(plans.configurations)
-        guess = difflib.get_close_matches(config, planned, n=1)
-        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        hint = did_you_mean(config, planned)
         raise ConfigError(f"unknown configuration {config!r}; planned: {', '.join(planned)}{hint}")
 
 

@@ -11,13 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from autoseg.errors import ConfigError
-from autoseg.networks._config import choice_error
 from autoseg.networks.deepmedic_config import (
     DeepMedicConfig,
     PathwayConfig,
     SubsampledPathwayConfig,
 )
 from autoseg.networks.unet_config import UNetConfig
+from autoseg.strict import choice_error
 
 if TYPE_CHECKING:
     from torch import nn

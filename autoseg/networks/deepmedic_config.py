@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from autoseg import strict
 from autoseg.errors import ConfigError
-from autoseg.networks import _config as cfg
 
 __all__ = ["DeepMedicConfig", "PathwayConfig", "SubsampledPathwayConfig"]
 
@@ -24,9 +24,9 @@ PAPER_RESIDUAL_AT = (3, 5, 7)
 
 def _layers(owner: str, features: Any, kernels: Any, residual_at: Any) -> tuple[Any, Any, Any]:
     """Normalise and check one pathway's layer lists."""
-    feats = cfg.as_int_tuple(owner, "features", features, 1)
-    kerns = cfg.as_triple_tuple(owner, "kernels", kernels, 1)
-    res = cfg.as_int_tuple(owner, "residual_at", residual_at)
+    feats = strict.as_int_tuple(owner, "features", features, 1)
+    kerns = strict.as_triple_tuple(owner, "kernels", kernels, 1)
+    res = strict.as_int_tuple(owner, "residual_at", residual_at)
     if not feats or len(feats) != len(kerns):
         raise ConfigError(
             f"{owner}: `features` and `kernels` need one entry per layer (at least one), "
@@ -82,7 +82,7 @@ class PathwayConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PathwayConfig:
         """Strict inverse of :meth:`to_dict`."""
-        cfg.check_keys(cls.__name__, data, ("features", "kernels", "residual_at"))
+        strict.check_keys(cls.__name__, data, ("features", "kernels", "residual_at"))
         return cls(**data)
 
 
@@ -98,7 +98,7 @@ class SubsampledPathwayConfig(PathwayConfig):
     def __post_init__(self) -> None:
         PathwayConfig.__post_init__(self)
         object.__setattr__(
-            self, "factor", cfg.as_triple(type(self).__name__, "factor", self.factor, 1)
+            self, "factor", strict.as_triple(type(self).__name__, "factor", self.factor, 1)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,7 +108,7 @@ class SubsampledPathwayConfig(PathwayConfig):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SubsampledPathwayConfig:
         """Strict inverse of :meth:`to_dict`."""
-        cfg.check_keys(cls.__name__, data, ("factor", "features", "kernels", "residual_at"))
+        strict.check_keys(cls.__name__, data, ("factor", "features", "kernels", "residual_at"))
         return cls(**data)
 
 
@@ -160,16 +160,16 @@ class DeepMedicConfig:
         set_ = object.__setattr__
         if self.kind != "deepmedic":
             raise ConfigError(f"{_OWNER}: `kind` must be 'deepmedic', got {self.kind!r}")
-        set_(self, "in_channels", cfg.as_int(_OWNER, "in_channels", self.in_channels, 1))
-        set_(self, "num_classes", cfg.as_int(_OWNER, "num_classes", self.num_classes, 2))
-        set_(self, "fc_features", cfg.as_int_tuple(_OWNER, "fc_features", self.fc_features, 1))
+        set_(self, "in_channels", strict.as_int(_OWNER, "in_channels", self.in_channels, 1))
+        set_(self, "num_classes", strict.as_int(_OWNER, "num_classes", self.num_classes, 2))
+        set_(self, "fc_features", strict.as_int_tuple(_OWNER, "fc_features", self.fc_features, 1))
         set_(
             self,
             "fc_first_kernel",
-            cfg.as_triple(_OWNER, "fc_first_kernel", self.fc_first_kernel, 1),
+            strict.as_triple(_OWNER, "fc_first_kernel", self.fc_first_kernel, 1),
         )
-        set_(self, "dropout", cfg.as_float_tuple(_OWNER, "dropout", self.dropout))
-        set_(self, "batch_norm", cfg.as_bool(_OWNER, "batch_norm", self.batch_norm))
+        set_(self, "dropout", strict.as_float_tuple(_OWNER, "dropout", self.dropout))
+        set_(self, "batch_norm", strict.as_bool(_OWNER, "batch_norm", self.batch_norm))
         set_(self, "subsampled", tuple(self.subsampled))
         self._validate()
 
@@ -230,7 +230,7 @@ class DeepMedicConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeepMedicConfig:
         """Strict inverse of :meth:`to_dict`: every key required, unknown keys rejected."""
-        cfg.check_keys(_OWNER, data, _FIELDS)
+        strict.check_keys(_OWNER, data, _FIELDS)
         values = {key: data[key] for key in _FIELDS}
         values["normal"] = PathwayConfig.from_dict(data["normal"])
         subs = data["subsampled"]

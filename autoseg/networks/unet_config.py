@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from autoseg import strict
 from autoseg.errors import ConfigError
-from autoseg.networks import _config as cfg
 
 __all__ = ["UNetConfig"]
 
@@ -65,17 +65,21 @@ class UNetConfig:
         set_ = object.__setattr__
         if self.kind != "unet3d":
             raise ConfigError(f"{_OWNER}: `kind` must be 'unet3d', got {self.kind!r}")
-        set_(self, "in_channels", cfg.as_int(_OWNER, "in_channels", self.in_channels, 1))
-        set_(self, "num_classes", cfg.as_int(_OWNER, "num_classes", self.num_classes, 2))
+        set_(self, "in_channels", strict.as_int(_OWNER, "in_channels", self.in_channels, 1))
+        set_(self, "num_classes", strict.as_int(_OWNER, "num_classes", self.num_classes, 2))
         set_(
-            self, "convs_per_stage", cfg.as_int(_OWNER, "convs_per_stage", self.convs_per_stage, 1)
+            self,
+            "convs_per_stage",
+            strict.as_int(_OWNER, "convs_per_stage", self.convs_per_stage, 1),
         )
         set_(
-            self, "deep_supervision", cfg.as_bool(_OWNER, "deep_supervision", self.deep_supervision)
+            self,
+            "deep_supervision",
+            strict.as_bool(_OWNER, "deep_supervision", self.deep_supervision),
         )
-        features = cfg.as_int_tuple(_OWNER, "features_per_stage", self.features_per_stage, 1)
-        kernels = cfg.as_triple_tuple(_OWNER, "kernel_sizes", self.kernel_sizes, 1)
-        strides = cfg.as_triple_tuple(_OWNER, "strides", self.strides, 1)
+        features = strict.as_int_tuple(_OWNER, "features_per_stage", self.features_per_stage, 1)
+        kernels = strict.as_triple_tuple(_OWNER, "kernel_sizes", self.kernel_sizes, 1)
+        strides = strict.as_triple_tuple(_OWNER, "strides", self.strides, 1)
         set_(self, "features_per_stage", features)
         set_(self, "kernel_sizes", kernels)
         set_(self, "strides", strides)
@@ -129,7 +133,7 @@ class UNetConfig:
         Raises:
             ConfigError: naming the patch size and the divisor otherwise.
         """
-        patch = cfg.as_triple(_OWNER, "patch_size", patch_size, 1)
+        patch = strict.as_triple(_OWNER, "patch_size", patch_size, 1)
         divisor = self.patch_divisor()
         if any(p % d for p, d in zip(patch, divisor)):
             raise ConfigError(
@@ -163,7 +167,7 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
         """Strict inverse of :meth:`to_dict`: every key required, unknown keys rejected."""
-        cfg.check_keys(_OWNER, data, _FIELDS)
+        strict.check_keys(_OWNER, data, _FIELDS)
         return cls(**{key: data[key] for key in _FIELDS})
 
 

@@ -9,13 +9,13 @@ hard-codes a heuristic number elsewhere.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autoseg.errors import ConfigError
+from autoseg.strict import did_you_mean
 
 __all__ = ["PlannerHeuristics", "load_heuristics"]
 
@@ -173,8 +173,7 @@ class PlannerHeuristics:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in known:
-                near = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else ""
+                hint = did_you_mean(key, known)
                 raise ConfigError(f"unknown heuristic {key!r}{hint} (known: {', '.join(known)})")
         missing = [k for k in known if k not in data]
         if missing and not partial:

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 from autoseg.errors import ConfigError
 from autoseg.networks import NETWORK_KINDS, DeepMedicConfig, UNetConfig
-from autoseg.networks._config import choice_error
 from autoseg.networks.deepmedic_geometry import segment_shapes
 from autoseg.planner.memory_measure import MemoryMeasurement, measure_training_memory
+from autoseg.strict import choice_error
 
 __all__ = [
     "FIXED_OVERHEAD_BYTES",

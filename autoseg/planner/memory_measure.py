@@ -106,8 +106,8 @@ def _forward(net: torch.nn.Module, config: Any, inputs: list[torch.Tensor]) -> l
 def _make_optimizer(net: torch.nn.Module, optimizer: str) -> torch.optim.Optimizer:
     import torch
 
-    from autoseg.networks._config import choice_error
     from autoseg.planner.memory import OPTIMIZER_STATES
+    from autoseg.strict import choice_error
 
     params = list(net.parameters())
     if optimizer == "sgd":

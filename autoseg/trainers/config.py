@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.errors import ConfigError
-from autoseg.networks._config import choice_error
-from autoseg.strict import check_keys
+from autoseg.strict import check_keys, choice_error
 
 __all__ = [
     "DEVICES",

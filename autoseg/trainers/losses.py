@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from autoseg.errors import ConfigError
-from autoseg.networks._config import choice_error
+from autoseg.strict import choice_error
 
 __all__ = [
     "LOSS_KINDS",

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
-from autoseg.networks._config import choice_error
+from autoseg.strict import choice_error
 
 __all__ = [
     "ConstantSchedule",

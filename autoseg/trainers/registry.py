@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from autoseg.networks._config import choice_error
+from autoseg.strict import choice_error
 from autoseg.trainers.deepmedic_strategy import DeepMedicStrategy
 from autoseg.trainers.strategy import TrainingStrategy
 from autoseg.trainers.unet_strategy import UNetStrategy

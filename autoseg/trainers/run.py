@@ -18,8 +18,8 @@ from autoseg.artefacts import read_json
 from autoseg.data.dataset import Dataset, load_dataset
 from autoseg.errors import ConfigError, PlansError
 from autoseg.log import get_logger
-from autoseg.networks._config import choice_error
 from autoseg.planner.plans import Plans, load_plans
+from autoseg.strict import choice_error
 from autoseg.trainers.config import TrainingRequest
 from autoseg.trainers.distributed import DistContext, distributed
 from autoseg.trainers.loop import EpochCallback, FoldResult, train_fold

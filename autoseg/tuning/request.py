@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.errors import ConfigError
-from autoseg.networks._config import choice_error
 from autoseg.planner.planner import CONFIGURATIONS
+from autoseg.strict import choice_error
 
 __all__ = ["DEFAULT_BUDGET_MINUTES", "PRUNERS", "TuneRequest"]
 
