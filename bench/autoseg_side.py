@@ -20,7 +20,8 @@ import torch
 
 from autoseg.artefacts import read_json
 from autoseg.cli import main as autoseg_main
-from autoseg.data.dataset import Dataset, load_dataset
+from autoseg.data.dataset import Dataset
+from autoseg.data.formats import load_dataset
 from autoseg.data.verify import verify_dataset
 from autoseg.evaluation.evaluate import evaluate_folder
 from autoseg.evaluation.summary import summarize

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from autoseg.cli.options import (
     add_num_workers,
     add_work,
     workspace_from_args,
 )
+from autoseg.data.phantom_spec import MAX_NESTED_CLASSES, SPACING_MODES, PhantomSpec
 
 
 def add_verify(p: argparse.ArgumentParser) -> None:
@@ -21,22 +26,111 @@ def add_verify(p: argparse.ArgumentParser) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from autoseg.data.verify import run_verify_command
+    """Every problem is one line on stderr (``autoseg: error: <case> <file>: <what is
+    wrong>``) and the summary goes to stdout; with ``--json`` the JSON report goes to stdout.
+    Exit status 0 when nothing is wrong, 2 otherwise."""
+    from autoseg.data.verify import format_report, verify_dataset
 
-    return run_verify_command(args.dataset, as_json=args.json, num_workers=args.num_workers)
+    report = verify_dataset(args.dataset, num_workers=args.num_workers)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            print(f"autoseg: error: {problem}", file=sys.stderr)
+        print(format_report(report))
+    return 0 if report.ok else 2
 
 
 def add_demo_data(p: argparse.ArgumentParser) -> None:
-    from autoseg.data.synthetic import add_generator_arguments
-
     p.add_argument("out", type=Path, help="folder to write the dataset into (nnU-Net v2 format)")
-    add_generator_arguments(p)
+    d: dict[str, Any] = {f.name: f.default for f in fields(PhantomSpec)}
+    add = p.add_argument
+    add("--cases", type=int, default=d["num_train_cases"], metavar="N", help="training cases")
+    add(
+        "--test-cases",
+        type=int,
+        default=d["num_test_cases"],
+        metavar="N",
+        help="held-out cases written to imagesTs/labelsTs",
+    )
+    add(
+        "--channels",
+        nargs="+",
+        default=list(d["channels"]),
+        metavar="NAME",
+        help="modality names, e.g. T1 FLAIR (MRI-like) or CT (Hounsfield units)",
+    )
+    add(
+        "--nested-classes",
+        type=int,
+        default=d["nested_classes"],
+        metavar="K",
+        help=f"nested lesion sub-regions, classes 1..K (1..{MAX_NESTED_CLASSES})",
+    )
+    add("--no-rare-class", action="store_true", help="omit the small rare class K+1")
+    add(
+        "--spacing",
+        choices=SPACING_MODES,
+        default=d["spacing"],
+        help="voxel spacing drawn per case: iso 1 mm, varied, or aniso (3-5 mm slices)",
+    )
+    add(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=list(d["base_shape"]),
+        metavar=("Z", "Y", "X"),
+        help="typical image shape in voxels",
+    )
+    add("--roi", action="store_true", help="write body ROI masks to roisTr/roisTs")
+    add(
+        "--cases-per-patient",
+        type=int,
+        default=d["cases_per_patient"],
+        metavar="N",
+        help="scans per patient (writes patient groups into dataset.json when > 1)",
+    )
+    add("--noise", type=float, default=d["noise"], help="noise level (fraction of tissue range)")
+    add("--bias-field", type=float, default=d["bias_field"], help="MRI bias field strength")
+    add(
+        "--file-ending",
+        default=d["file_ending"],
+        metavar="ENDING",
+        help="image file ending: .nii.gz (default), .nii, .nrrd, .nhdr, .mha or .mhd",
+    )
+    add("--seed", type=int, default=d["seed"], help="seed (same seed, same bytes)")
+    add("--overwrite", action="store_true", help="replace an existing dataset in OUT")
+
+
+def _phantom_spec(args: argparse.Namespace) -> PhantomSpec:
+    """The :class:`PhantomSpec` described by parsed ``demo-data`` options."""
+    return PhantomSpec(
+        num_train_cases=args.cases,
+        num_test_cases=args.test_cases,
+        channels=tuple(args.channels),
+        nested_classes=args.nested_classes,
+        rare_class=not args.no_rare_class,
+        spacing=args.spacing,
+        base_shape=tuple(args.shape),
+        with_roi=args.roi,
+        cases_per_patient=args.cases_per_patient,
+        noise=args.noise,
+        bias_field=args.bias_field,
+        file_ending=args.file_ending,
+        seed=args.seed,
+    )
 
 
 def run_demo_data(args: argparse.Namespace) -> int:
-    from autoseg.data.synthetic import generate_from_args
+    from autoseg.data.synthetic import generate_phantom_dataset
 
-    return generate_from_args(args)
+    dataset = generate_phantom_dataset(args.out, _phantom_spec(args), overwrite=args.overwrite)
+    labels = ", ".join(f"{v} {n}" for n, v in dataset.labels.items())
+    print(
+        f"wrote {len(dataset.cases)} training and {len(dataset.test_cases)} test cases "
+        f"(channels {', '.join(dataset.channel_names)}; labels {labels}) to {args.out}"
+    )
+    return 0
 
 
 def add_demo(p: argparse.ArgumentParser) -> None:

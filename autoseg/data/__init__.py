@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from autoseg.data.case_io import CaseArrays, load_case, reference_image_path
     from autoseg.data.checks import Problem
-    from autoseg.data.dataset import Case, Dataset, detect_format, load_dataset
+    from autoseg.data.dataset import Case, Dataset
+    from autoseg.data.formats import detect_format, load_dataset
     from autoseg.data.geometry import Geometry
     from autoseg.data.imageio import read_image, write_image
-    from autoseg.data.synthetic import PhantomSpec, generate_phantom_dataset
+    from autoseg.data.phantom_spec import PhantomSpec
+    from autoseg.data.synthetic import generate_phantom_dataset
     from autoseg.data.verify import VerifyReport, verify_cases, verify_dataset
 
 __all__ = [
@@ -41,10 +43,12 @@ __all__ = [
 _HOMES = {
     "autoseg.data.case_io": ("CaseArrays", "load_case", "reference_image_path"),
     "autoseg.data.checks": ("Problem",),
-    "autoseg.data.dataset": ("Case", "Dataset", "detect_format", "load_dataset"),
+    "autoseg.data.dataset": ("Case", "Dataset"),
+    "autoseg.data.formats": ("detect_format", "load_dataset"),
     "autoseg.data.geometry": ("Geometry",),
     "autoseg.data.imageio": ("read_image", "write_image"),
-    "autoseg.data.synthetic": ("PhantomSpec", "generate_phantom_dataset"),
+    "autoseg.data.phantom_spec": ("PhantomSpec",),
+    "autoseg.data.synthetic": ("generate_phantom_dataset",),
     "autoseg.data.verify": ("VerifyReport", "verify_cases", "verify_dataset"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}

@@ -1,4 +1,7 @@
-"""The one in-memory description of a labelled dataset, whatever its on-disk format."""
+"""The one in-memory description of a labelled dataset, whatever its on-disk format.
+
+Datasets are loaded by :func:`autoseg.data.formats.load_dataset` (format detection).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 from autoseg.errors import DatasetError
 from autoseg.frozendict import FrozenDict
 
-__all__ = ["Case", "Dataset", "detect_format", "load_dataset"]
+__all__ = ["Case", "Dataset"]
 
 
 @dataclass(frozen=True)
@@ -104,29 +107,3 @@ class Dataset:
             if case.case_id == case_id:
                 return case
         raise DatasetError(f"no case named {case_id!r} in dataset {self.name!r}", path=self.root)
-
-
-def detect_format(path: Path | str) -> str:
-    """``"manifest"`` for a .csv file, ``"nnunet"`` or ``"msd"`` for a folder with dataset.json.
-
-    Raises:
-        DatasetError: if the path is missing or is neither.
-    """
-    from autoseg.data.formats.detect import detect_format as _detect
-
-    return _detect(Path(path))
-
-
-def load_dataset(path: Path | str) -> Dataset:
-    """Load a dataset in any supported format (detected from the path).
-
-    Loading checks structure only (dataset.json, the listed files' names); image contents
-    are checked by :func:`autoseg.data.verify.verify_dataset`.
-
-    Raises:
-        DatasetError: if the dataset description is missing or malformed.
-    """
-    from autoseg.data.formats import LOADERS
-
-    path = Path(path)
-    return LOADERS[detect_format(path)](path)

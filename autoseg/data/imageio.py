@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from autoseg.atomic import atomic_path
+from autoseg.data.file_endings import NIFTI_ENDINGS, SITK_ENDINGS, SUPPORTED_ENDINGS, file_ending
 from autoseg.data.geometry import Geometry
 from autoseg.errors import DatasetError
 
@@ -27,25 +28,7 @@ __all__ = [
     "write_image",
 ]
 
-NIFTI_ENDINGS = (".nii.gz", ".nii")
-SITK_ENDINGS = (".nrrd", ".nhdr", ".mha", ".mhd")
-SUPPORTED_ENDINGS = NIFTI_ENDINGS + SITK_ENDINGS
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-
-
-def file_ending(path: Path | str) -> str:
-    """The supported ending of ``path`` (``.nii.gz``, ``.nrrd``, ...).
-
-    Raises:
-        DatasetError: if the ending is not one autoseg reads.
-    """
-    name = Path(path).name.lower()
-    for ending in SUPPORTED_ENDINGS:
-        if name.endswith(ending):
-            return ending
-    raise DatasetError(
-        f"unsupported image format; expected one of {', '.join(SUPPORTED_ENDINGS)}", path=path
-    )
 
 
 def _is_nifti(path: Path) -> bool:

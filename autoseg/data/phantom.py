@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from autoseg.data.geometry import Geometry
-
-if TYPE_CHECKING:
-    from autoseg.data.synthetic import PhantomSpec
+from autoseg.data.phantom_spec import PhantomSpec
 
 __all__ = ["NOMINAL_SPACING", "PhantomCase", "synthesize_case", "tissue_profile"]
 
 NOMINAL_SPACING = {"iso": (1.0, 1.0, 1.0), "varied": (1.2, 1.0, 1.0), "aniso": (4.0, 0.75, 0.75)}
-"""Mean spacing (mm, Z, Y, X) per spacing mode (``synthetic.SPACING_MODES``); the field of
+"""Mean spacing (mm, Z, Y, X) per spacing mode (``phantom_spec.SPACING_MODES``); the field of
 view is base_shape x this."""
 _SPACING_RANGES = {
     "iso": ((1.0, 1.0), (1.0, 1.0)),

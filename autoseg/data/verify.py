@@ -10,8 +10,6 @@ It never stops at the first problem.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,6 @@ __all__ = [
     "Problem",
     "VerifyReport",
     "format_report",
-    "run_verify_command",
     "verify_cases",
     "verify_dataset",
 ]
@@ -226,20 +223,3 @@ def format_report(report: VerifyReport) -> str:
         f"{report.path}: {len(report.problems)} problem(s) found"
         f" ({len(cases)} case(s) affected); fix them and run 'autoseg verify' again"
     )
-
-
-def run_verify_command(dataset: Path, *, as_json: bool, num_workers: int) -> int:
-    """``autoseg verify``: print the report and return the exit status (0 ok, 2 problems).
-
-    Without ``as_json`` every problem is one line on stderr (``autoseg: error: <case>
-    <file>: <what is wrong>``) and the summary goes to stdout; with it, the JSON report
-    goes to stdout.
-    """
-    report = verify_dataset(dataset, num_workers=num_workers)
-    if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        for problem in report.problems:
-            print(f"autoseg: error: {problem}", file=sys.stderr)
-        print(format_report(report))
-    return 0 if report.ok else 2

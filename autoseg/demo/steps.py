@@ -108,7 +108,7 @@ def plan_step(paths: DemoPaths, settings: DemoSettings) -> PlanReport:
 def splits_step(paths: DemoPaths, plans: Plans, num_folds: int) -> Splits:
     """Write (or reuse) a ``num_folds``-fold ``splits.json``, made as ``autoseg train`` makes
     its 5-fold one (grouped by patient, stratified by class); training then reuses it."""
-    from autoseg.data.dataset import load_dataset
+    from autoseg.data.formats import load_dataset
     from autoseg.trainers.splits import Splits, load_or_make_splits, make_splits
 
     dataset = load_dataset(paths.data)

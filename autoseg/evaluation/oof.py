@@ -104,7 +104,7 @@ def load_source_dataset(workspace: Workspace) -> Dataset:
         PlansError: if source.json is missing or malformed.
         DatasetError: if the dataset cannot be loaded.
     """
-    from autoseg.data.dataset import load_dataset
+    from autoseg.data.formats import load_dataset
 
     data = read_json(workspace.source_json)
     if not isinstance(data, dict) or not isinstance(data.get("dataset"), str):

@@ -12,13 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autoseg.data.labels import is_label_value, label_entries, region_entries
 from autoseg.errors import InputError
 
 __all__ = ["load_regions", "parse_regions", "read_dataset_json"]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse_regions(obj: Any, *, source: Path | None = None) -> dict[str, tuple[int, ...]]:
@@ -36,9 +33,8 @@ def parse_regions(obj: Any, *, source: Path | None = None) -> dict[str, tuple[in
             raise InputError(
                 f"'labels' must be a mapping, got {type(labels).__name__}", path=source
             )
-        regions = {k: v for k, v in labels.items() if isinstance(v, list)}
         return {
-            **parse_regions(regions, source=source),
+            **parse_regions(region_entries(labels), source=source),
             **parse_regions(obj.get("regions", {}), source=source),
         }
     if not isinstance(obj, Mapping):
@@ -48,8 +44,12 @@ def parse_regions(obj: Any, *, source: Path | None = None) -> dict[str, tuple[in
         )
     regions_out: dict[str, tuple[int, ...]] = {}
     for name, values in obj.items():
-        members = [values] if _is_int(values) else values
-        if not isinstance(members, (list, tuple)) or not members or not all(map(_is_int, members)):
+        members = [values] if is_label_value(values) else values
+        if (
+            not isinstance(members, (list, tuple))
+            or not members
+            or not all(map(is_label_value, members))
+        ):
             raise InputError(
                 f"region {name!r} must list one or more integer labels, got {values!r}",
                 path=source,
@@ -105,8 +105,8 @@ def read_dataset_json(path: Path) -> tuple[list[int], dict[str, tuple[int, ...]]
     if not isinstance(obj, Mapping) or not isinstance(obj.get("labels"), Mapping):
         raise InputError("expected a JSON object with a 'labels' mapping", path=path)
     labels = obj["labels"]
-    bad = {k: v for k, v in labels.items() if not (_is_int(v) or isinstance(v, list))}
+    bad = {k: v for k, v in labels.items() if not (is_label_value(v) or isinstance(v, list))}
     if bad:
         raise InputError(f"labels must be integers or lists of integers, got {bad}", path=path)
-    values = sorted({int(v) for v in labels.values() if _is_int(v) and v != 0})
+    values = sorted({v for v in label_entries(labels).values() if v != 0})
     return values, parse_regions(obj, source=path)

@@ -75,7 +75,7 @@ def fingerprint_dataset(
 def _verify(path: Path, workspace: Workspace, digest: str, num_workers: int) -> Dataset:
     marker = workspace.root / "verify.json"
     if is_current(marker, {"dataset": digest}):
-        from autoseg.data.dataset import load_dataset
+        from autoseg.data.formats import load_dataset
 
         return load_dataset(path)
     report = verify_dataset(path, num_workers=num_workers)
@@ -104,7 +104,7 @@ def prepare_dataset(
     Raises:
         DatasetError: if the dataset has problems (all are logged) or cannot be read.
     """
-    from autoseg.data.dataset import load_dataset
+    from autoseg.data.formats import load_dataset
 
     dataset = load_dataset(dataset_path)
     digest = dataset_digest(dataset)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autoseg.artefacts import read_json
-from autoseg.data.dataset import Dataset, load_dataset
+from autoseg.data.dataset import Dataset
+from autoseg.data.formats import load_dataset
 from autoseg.errors import ConfigError, PlansError
 from autoseg.log import get_logger
 from autoseg.planner.plans import Plans, load_plans

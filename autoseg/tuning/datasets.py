@@ -71,7 +71,7 @@ def prepare_datasets(
     Raises:
         DatasetError: if a dataset cannot be read or has problems.
     """
-    from autoseg.data.dataset import load_dataset
+    from autoseg.data.formats import load_dataset
     from autoseg.planner.run import prepare_dataset
 
     datasets = [load_dataset(Path(p)) for p in paths]

@@ -189,7 +189,7 @@ def run_show(
     """
     import optuna
 
-    from autoseg.data.dataset import load_dataset
+    from autoseg.data.formats import load_dataset
     from autoseg.tuning.report import show_study
     from autoseg.tuning.worker import fail_stale_trials
 

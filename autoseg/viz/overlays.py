@@ -30,6 +30,7 @@ import numpy as np
 
 from autoseg.atomic import atomic_path
 from autoseg.data.geometry import Geometry
+from autoseg.data.labels import label_entries
 from autoseg.errors import InputError
 from autoseg.log import get_logger
 
@@ -281,9 +282,7 @@ def label_names_from_dataset_json(path: Path | str) -> dict[int, str]:
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, dict):
         raise InputError("expected a JSON object with a 'labels' mapping", path=path)
-    return {
-        int(v): str(k) for k, v in labels.items() if isinstance(v, int) and not isinstance(v, bool)
-    }
+    return {value: name for name, value in label_entries(labels).items()}
 
 
 def _centre(volumes: OverlayVolumes) -> tuple[tuple[int, int, int], str, int]:

@@ -9,7 +9,7 @@ import pytest
 
 from autoseg.data.case_io import load_case, reference_image_path
 from autoseg.data.checks import check_declared_labels, unique_values
-from autoseg.data.dataset import load_dataset
+from autoseg.data.formats import load_dataset
 from autoseg.data.imageio import read_image, write_image
 from autoseg.errors import DatasetError
 

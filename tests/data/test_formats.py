@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from autoseg.data.case_io import load_case
-from autoseg.data.dataset import detect_format, load_dataset
-from autoseg.data.formats import LOADERS, read_dataset
+from autoseg.data.formats import LOADERS, detect_format, load_dataset, read_dataset
 from autoseg.data.verify import verify_dataset
 from autoseg.errors import DatasetError
 

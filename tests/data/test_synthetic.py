@@ -13,7 +13,7 @@ import pytest
 from scipy import ndimage
 
 from autoseg.data.case_io import load_case
-from autoseg.data.dataset import load_dataset
+from autoseg.data.formats import load_dataset
 from autoseg.data.phantom import PhantomCase, tissue_profile
 from autoseg.data.synthetic import (
     SPACING_MODES,

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoseg.data.dataset import load_dataset
+from autoseg.data.formats import load_dataset
 from autoseg.data.geometry import Geometry
 from autoseg.data.imageio import write_image
 from autoseg.planner.fingerprint import aggregate, fingerprint_case

@@ -13,7 +13,7 @@ import pytest
 
 from autoseg.cli import main
 from autoseg.data.case_io import load_case
-from autoseg.data.dataset import load_dataset
+from autoseg.data.formats import load_dataset
 from autoseg.planner.fingerprint_io import load_fingerprint
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.planner import plan_dataset

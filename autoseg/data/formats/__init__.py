@@ -1,8 +1,9 @@
 """Readers of the supported dataset formats: nnU-Net v2 raw, MSD and CSV manifests.
 
-:data:`LOADERS` hold the strict loaders (raise :class:`~autoseg.errors.DatasetError` on
-the first structural problem); :data:`READERS` the lenient ones used by ``autoseg verify``,
-which return every problem found. See docs/dataset_formats.md.
+:func:`load_dataset` detects the format of a path and loads it. :data:`LOADERS` hold the
+strict loaders (raise :class:`~autoseg.errors.DatasetError` on the first structural
+problem); :data:`READERS` the lenient ones used by ``autoseg verify``, which return every
+problem found. See docs/dataset_formats.md.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "READERS",
     "LoadResult",
     "detect_format",
+    "load_dataset",
     "load_manifest",
     "load_msd",
     "load_nnunet_raw",
@@ -44,6 +46,19 @@ READERS: dict[str, Callable[[Path], LoadResult]] = {
     "msd": read_msd,
     "manifest": read_manifest,
 }
+
+
+def load_dataset(path: Path | str) -> Dataset:
+    """Load a dataset in any supported format (detected from the path).
+
+    Loading checks structure only (dataset.json, the listed files' names); image contents
+    are checked by :func:`autoseg.data.verify.verify_dataset`.
+
+    Raises:
+        DatasetError: if the dataset description is missing or malformed.
+    """
+    path = Path(path)
+    return LOADERS[detect_format(path)](path)
 
 
 def read_dataset(path: Path) -> LoadResult:

@@ -20,6 +20,7 @@ from autoseg.data.checks import (
     missing_file_problem,
 )
 from autoseg.data.dataset import Dataset
+from autoseg.data.labels import is_label_value, is_region_value
 from autoseg.errors import DatasetError
 
 __all__ = [
@@ -104,9 +105,9 @@ def parse_label_map(
     regions: dict[str, tuple[int, ...]] = {}
     problems: list[Problem] = []
     for name, value in raw.items():
-        if _is_int(value):
+        if is_label_value(value):
             labels[str(name)] = int(value)
-        elif isinstance(value, list) and value and all(_is_int(v) for v in value):
+        elif is_region_value(value):
             regions[str(name)] = tuple(sorted({int(v) for v in value}))
         else:
             message = (
@@ -118,10 +119,6 @@ def parse_label_map(
     for value in sorted({v for values in regions.values() for v in values} - named):
         labels["background" if value == 0 else f"label_{value}"] = value
     return labels, regions, problems
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def list_files(folder: Path, ending: str) -> list[Path]:

@@ -14,7 +14,7 @@ _NNUNET_KEYS = ("channel_names", "file_ending")
 _MSD_KEYS = ("modality", "training")
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path | str) -> str:
     """``"manifest"`` for a .csv file; ``"nnunet"`` or ``"msd"`` for a folder with dataset.json.
 
     A folder's format comes from its dataset.json: ``channel_names``/``file_ending`` mean
