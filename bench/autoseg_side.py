@@ -23,6 +23,7 @@ from autoseg.cli import main as autoseg_main
 from autoseg.data.dataset import Dataset
 from autoseg.data.formats import load_dataset
 from autoseg.data.verify import verify_dataset
+from autoseg.diagnostics.memory_measure import make_training_batch
 from autoseg.evaluation.evaluate import evaluate_folder
 from autoseg.evaluation.summary import summarize
 from autoseg.inference.sliding_window import sliding_window_inference
@@ -31,7 +32,6 @@ from autoseg.networks import UNetConfig, build_network
 from autoseg.planner.hardware import detect_hardware
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.memory import estimate_training_breakdown
-from autoseg.planner.memory_measure import make_training_batch
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans, load_plans
 from autoseg.planner.run import dataset_digest, fingerprint_dataset, run_plan
@@ -259,7 +259,7 @@ def measure_step(
 ) -> dict[str, int]:
     """Bytes of one training step measured the same way for both tools: storages autograd
     saves for backward (each once, parameters excluded), parameters, gradients, optimiser
-    state after the step (as ``autoseg.planner.memory_measure`` does)."""
+    state after the step (as ``autoseg.diagnostics.memory_measure`` does)."""
     params = {p.untyped_storage().data_ptr() for p in network.parameters()}
     saved: dict[int, int] = {}
 

@@ -16,18 +16,18 @@ import time
 
 import torch
 
-from autoseg.networks import DeepMedicConfig, UNetConfig
-from autoseg.planner.memory import estimate_training_breakdown
-from autoseg.planner.memory_cases import (
+from autoseg.diagnostics.memory_cases import (
     ValidationCase,
     deepmedic_validation_cases,
     unet_validation_cases,
 )
-from autoseg.planner.memory_measure import (
+from autoseg.diagnostics.memory_measure import (
     measure_cuda_training_peak,
     measure_training_memory,
     relative_error,
 )
+from autoseg.networks import DeepMedicConfig, UNetConfig
+from autoseg.planner.memory import estimate_training_breakdown
 
 MIB = 2**20
 

@@ -3,7 +3,7 @@
 The import graph is read from the source with :mod:`ast` (nothing is imported). Floors, top
 to bottom, as in docs/architecture.md::
 
-    cli -> demo/tuning -> trainers -> inference -> ensembling -> evaluation -> planner
+    cli -> demo/tuning/diagnostics -> trainers -> inference -> ensembling -> evaluation -> planner
         -> preprocessing/viz -> networks/data -> core (errors, atomic, strict, workspace, ...)
 
 A module may import from its own package or from a package on a lower floor; packages that
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1] / "autoseg"
 #: Packages by floor, top first; ``core`` is every top-level module (``autoseg/*.py``).
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("cli",),
-    ("demo", "tuning"),
+    ("demo", "tuning", "diagnostics"),
     ("trainers",),
     ("inference",),
     ("ensembling",),

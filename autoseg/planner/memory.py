@@ -1,4 +1,4 @@
-"""Analytic memory model of both network families (bytes), and its measured ground truth.
+"""Analytic memory model of both network families (bytes).
 
 Training memory = parameters + gradients + optimiser state + the activations autograd keeps for
 backward (the input batch, every conv/norm/activation tensor a later backward step needs, the
@@ -6,7 +6,8 @@ loss's tensors) + transient backward buffers + :data:`FIXED_OVERHEAD_BYTES`. The
 pure arithmetic over the layer list (no torch), so the planner can call it thousands of times.
 
 The activation term mirrors what PyTorch saves, tensor by tensor (checked against
-``torch.autograd.graph.saved_tensors_hooks`` by :func:`measure_training_memory`):
+``torch.autograd.graph.saved_tensors_hooks`` by
+:func:`autoseg.diagnostics.memory_measure.measure_training_memory`, for tests and ``bench/``):
 
 - U-Net block: the conv output (kept by instance norm) and the norm output (kept by the in-place
   LeakyReLU and the next conv), plus per-(sample, channel) norm statistics; the decoder's
@@ -14,8 +15,9 @@ The activation term mirrors what PyTorch saves, tensor by tensor (checked agains
 - DeepMedic layer: the batch-norm input, the PReLU input, the conv input (the dropout output
   and its mask where dropout is on; the padded tensor for the first FC layer); batch-norm
   statistics and running buffers.
-- Loss (per output, the reference Dice + cross-entropy of :mod:`autoseg.planner.memory_measure`):
-  log-softmax and softmax outputs and the one-hot target (fp32), and the int64 labels.
+- Loss (per output, the reference Dice + cross-entropy of
+  :mod:`autoseg.diagnostics.memory_measure`): log-softmax and softmax outputs and the one-hot
+  target (fp32), and the int64 labels.
 
 Under ``"amp"`` (CUDA autocast, fp16) conv, norm and activation tensors take 2 bytes per value
 and fp16 copies of conv/PReLU weights are kept, while norm statistics, the loss tensors and the
@@ -32,7 +34,6 @@ from dataclasses import dataclass
 from autoseg.errors import ConfigError
 from autoseg.networks import NETWORK_KINDS, DeepMedicConfig, UNetConfig
 from autoseg.networks.deepmedic_geometry import segment_shapes
-from autoseg.planner.memory_measure import MemoryMeasurement, measure_training_memory
 from autoseg.strict import choice_error
 
 __all__ = [
@@ -40,11 +41,9 @@ __all__ = [
     "OPTIMIZER_STATES",
     "PRECISIONS",
     "MemoryEstimate",
-    "MemoryMeasurement",
     "estimate_inference_memory",
     "estimate_training_breakdown",
     "estimate_training_memory",
-    "measure_training_memory",
 ]
 
 FIXED_OVERHEAD_BYTES = 1024**3
@@ -80,7 +79,8 @@ class MemoryEstimate:
 
     @property
     def measurable_bytes(self) -> int:
-        """What :func:`measure_training_memory` measures: activations, params, grads, state."""
+        """What :func:`~autoseg.diagnostics.memory_measure.measure_training_memory` measures:
+        activations, params, grads, state."""
         return (
             self.activation_bytes
             + self.parameter_bytes

@@ -4,7 +4,7 @@ Logits are B×K×Z×Y×X (any number of spatial axes), targets B×Z×Y×X int64 
 ``0..K-1``. The Dice terms use the softmax in float32 (also under autocast) and a float32
 one-hot target; the saved tensors per output are exactly what the memory model counts
 (:mod:`autoseg.planner.memory`): the log-softmax of the cross-entropy, the softmax, the one-hot
-target and the int64 labels. :func:`autoseg.planner.memory_measure.reference_loss` is
+target and the int64 labels. :func:`autoseg.diagnostics.memory_measure.reference_loss` is
 :func:`default_loss` applied to the deep-supervision outputs.
 """
 

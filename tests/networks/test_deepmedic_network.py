@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from autoseg.diagnostics.memory_measure import make_training_batch, reference_loss
 from autoseg.errors import InputError
 from autoseg.networks import (
     DeepMedicConfig,
@@ -22,7 +23,6 @@ from autoseg.networks.deepmedic import (
     receptive_field,
     segment_shapes,
 )
-from autoseg.planner.memory_measure import make_training_batch, reference_loss
 
 ODD = (1, 3)
 

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
+from autoseg.diagnostics.memory_measure import make_training_batch, reference_loss
 from autoseg.networks import UNetConfig, build_network
 from autoseg.networks.unet import DeepSupervisedUNet
-from autoseg.planner.memory_measure import make_training_batch, reference_loss
 
 KERNELS = ((3, 3, 3), (1, 3, 3), (3, 3, 1), (1, 1, 1), (5, 3, 3))
 

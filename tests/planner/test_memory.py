@@ -7,6 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from autoseg.diagnostics.memory_cases import (
+    ValidationCase,
+    deepmedic_validation_cases,
+    unet_validation_cases,
+)
+from autoseg.diagnostics.memory_measure import (
+    measure_training_memory,
+    relative_error,
+)
 from autoseg.errors import ConfigError
 from autoseg.networks import DeepMedicConfig, UNetConfig
 from autoseg.planner.memory import (
@@ -14,15 +23,6 @@ from autoseg.planner.memory import (
     estimate_inference_memory,
     estimate_training_breakdown,
     estimate_training_memory,
-)
-from autoseg.planner.memory_cases import (
-    ValidationCase,
-    deepmedic_validation_cases,
-    unet_validation_cases,
-)
-from autoseg.planner.memory_measure import (
-    measure_training_memory,
-    relative_error,
 )
 
 TOLERANCE = 0.10
@@ -166,7 +166,7 @@ def _cuda_available() -> bool:
 @pytest.mark.parametrize("precision", ["fp32", "amp"])
 def test_estimate_covers_cuda_peak(precision: str) -> None:
     """On a GPU the estimate (without the fixed overhead) must not undershoot the true peak."""
-    from autoseg.planner.memory_measure import measure_cuda_training_peak
+    from autoseg.diagnostics.memory_measure import measure_cuda_training_peak
 
     cases = ((UNET, (64, 64, 64), 2), (DeepMedicConfig.default(4, 2), (9, 9, 9), 10))
     for config, patch, batch in cases:  # large enough that cuDNN workspaces are minor

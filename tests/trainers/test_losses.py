@@ -90,7 +90,7 @@ def test_deep_supervision_sums_weighted_outputs(target: torch.Tensor) -> None:
 
 
 def test_memory_model_reference_loss_is_the_trainer_loss(target: torch.Tensor) -> None:
-    from autoseg.planner.memory_measure import reference_loss
+    from autoseg.diagnostics.memory_measure import reference_loss
 
     outputs = [torch.randn(2, 3, 4, 5, 6), torch.randn(2, 3, 2, 3, 3)]
     targets = [target, target[:, ::2, ::2, ::2]]

@@ -4,8 +4,8 @@ On any device :func:`measure_training_memory` counts what autograd keeps for bac
 ``torch.autograd.graph.saved_tensors_hooks`` (each storage once, parameters excluded), plus
 parameter, gradient and optimiser-state bytes after a real ``optimizer.step()``. On CUDA,
 :func:`measure_cuda_training_peak` reads ``torch.cuda.max_memory_allocated`` over a step.
-torch is imported inside the functions. The configurations the model is validated on are in
-:mod:`autoseg.planner.memory_cases`.
+The configurations the model is validated on are in :mod:`autoseg.diagnostics.memory_cases`;
+the model itself is :mod:`autoseg.planner.memory`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from autoseg.networks import DeepMedicConfig, UNetConfig
+import torch
+
+from autoseg.networks import DeepMedicConfig, UNetConfig, build_network
 from autoseg.networks.deepmedic_geometry import segment_shapes
-
-if TYPE_CHECKING:
-    import torch
+from autoseg.planner.memory import OPTIMIZER_STATES
+from autoseg.strict import choice_error
+from autoseg.trainers.losses import default_loss
 
 __all__ = [
     "MemoryMeasurement",
@@ -63,8 +65,6 @@ def reference_loss(
         outputs: B×K×Z×Y×X logits, full resolution first.
         targets: B×Z×Y×X int64 labels matching each output's shape.
     """
-    from autoseg.trainers.losses import default_loss
-
     return default_loss(len(outputs))(outputs, targets)
 
 
@@ -82,8 +82,6 @@ def make_training_batch(
         resolution first); for DeepMedic one input per pathway and one target on the output
         segment (``patch_size`` is the output shape).
     """
-    import torch
-
     gen = torch.Generator().manual_seed(seed)
     b, c, k = batch_size, config.in_channels, config.num_classes
     if isinstance(config, UNetConfig):
@@ -104,11 +102,6 @@ def _forward(net: torch.nn.Module, config: Any, inputs: list[torch.Tensor]) -> l
 
 
 def _make_optimizer(net: torch.nn.Module, optimizer: str) -> torch.optim.Optimizer:
-    import torch
-
-    from autoseg.planner.memory import OPTIMIZER_STATES
-    from autoseg.strict import choice_error
-
     params = list(net.parameters())
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=1e-3, momentum=0.99, nesterov=True)
@@ -130,10 +123,6 @@ def measure_training_memory(
     Saved activations are counted once per storage (by ``untyped_storage().data_ptr()``),
     parameters excluded. ``patch_size`` as in ``estimate_training_memory``.
     """
-    import torch
-
-    from autoseg.networks import build_network
-
     torch.manual_seed(0)
     net = build_network(config).train()
     opt = _make_optimizer(net, optimizer)
@@ -183,10 +172,6 @@ def measure_cuda_training_peak(
     Raises:
         RuntimeError: if CUDA is not available.
     """
-    import torch
-
-    from autoseg.networks import build_network
-
     if not torch.cuda.is_available():
         raise RuntimeError("measure_cuda_training_peak needs a CUDA device")
     torch.manual_seed(0)
