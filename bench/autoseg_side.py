@@ -34,8 +34,7 @@ from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.memory import estimate_training_breakdown
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans, load_plans
-from autoseg.planner.run import dataset_digest, fingerprint_dataset, run_plan
-from autoseg.preprocessing.run import preprocess_dataset
+from autoseg.planner.run import dataset_digest, fingerprint_dataset, preprocess_planned, run_plan
 from autoseg.trainers.checkpoint import load_checkpoint
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.session import FoldSpec, Session, open_session
@@ -78,7 +77,7 @@ class Side:
         return plan_dataset(fingerprint, heuristics, hardware)
 
     def preprocess(self, dataset: Dataset, plans: Plans) -> None:
-        preprocess_dataset(dataset, plans, self.workspace, num_workers=self.workers)
+        preprocess_planned(dataset, plans, self.workspace, num_workers=self.workers)
 
     def finish_plan(self) -> Plans:
         """``autoseg plan`` proper: reuses the fingerprint and preprocessed cases (skipped

@@ -20,8 +20,7 @@ from autoseg.data.verify import verify_dataset
 from autoseg.planner.hardware import detect_hardware
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.planner import plan_dataset
-from autoseg.planner.run import dataset_digest, fingerprint_dataset, run_plan
-from autoseg.preprocessing.run import preprocess_dataset
+from autoseg.planner.run import dataset_digest, fingerprint_dataset, preprocess_planned, run_plan
 from autoseg.workspace import Workspace
 
 
@@ -68,7 +67,7 @@ def main() -> None:
         plans = timed("plan", lambda: plan_dataset(fingerprint, heuristics, hardware))
         timed(
             "preprocess (all cases)",
-            lambda: preprocess_dataset(dataset, plans, workspace, num_workers=args.num_workers),
+            lambda: preprocess_planned(dataset, plans, workspace, num_workers=args.num_workers),
         )
         timed(
             "full 'autoseg plan' (first run, other workspace)",

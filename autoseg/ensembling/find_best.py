@@ -209,7 +209,7 @@ def find_best(
         raise ConfigError(f"the number of bootstrap resamples must be >= 1, got {num_bootstrap=}")
     plans = load_plans(workspace.plans_json)
     chosen = _select_configs(workspace, list(plans.configurations), configs)
-    labels = sorted(v for v in plans.labels.values() if v != 0)
+    labels = list(plans.foreground_labels)
     regions = {k: tuple(v) for k, v in plans.regions.items()}
     ensemble = len(chosen) > 1
     cases = {c: out_of_fold_cases(workspace, c, require_probabilities=ensemble) for c in chosen}

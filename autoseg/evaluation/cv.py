@@ -148,7 +148,7 @@ def _targets(workspace: Workspace, config: str) -> tuple[list[int], dict[str, tu
 
     plans = load_plans(workspace.plans_json)
     plans.configuration(config)  # PlansError naming the planned configurations
-    labels = sorted(v for v in plans.labels.values() if v != 0)
+    labels = list(plans.foreground_labels)
     return labels, {k: tuple(v) for k, v in plans.regions.items()}
 
 

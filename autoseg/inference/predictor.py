@@ -35,8 +35,8 @@ from autoseg.inference.probabilities import (
 )
 from autoseg.log import get_logger
 from autoseg.networks import DeepMedicConfig
-from autoseg.planner.plans import Plans, load_plans
-from autoseg.preprocessing.pipeline import PreprocessingSettings, preprocess_arrays
+from autoseg.planner.plans import Plans, load_plans, preprocessing_settings
+from autoseg.preprocessing.pipeline import preprocess_arrays
 from autoseg.preprocessing.resample import resample_probabilities
 from autoseg.preprocessing.store import CaseProperties, PreprocessedCase
 from autoseg.trainers.checkpoint import load_model
@@ -159,7 +159,7 @@ class Predictor:
         self.networks = {k: list(v) for k, v in networks.items()}
         self.device = device
         self.options = options
-        self.settings = {c: PreprocessingSettings.from_plans(plans, c) for c in selection.configs}
+        self.settings = {c: preprocessing_settings(plans, c) for c in selection.configs}
         if options.feature_layers and not any(
             isinstance(plans.configuration(c).network, DeepMedicConfig) for c in selection.configs
         ):

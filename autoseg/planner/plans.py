@@ -21,6 +21,7 @@ from autoseg.frozendict import FrozenDict
 from autoseg.networks import DeepMedicConfig, UNetConfig, network_config_from_dict
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.preprocessing.normalize import ChannelNormalization
+from autoseg.preprocessing.pipeline import PreprocessingSettings
 from autoseg.strict import check_keys
 from autoseg.typing import Shape3, Spacing3
 
@@ -31,6 +32,7 @@ __all__ = [
     "HardwareTarget",
     "Plans",
     "load_plans",
+    "preprocessing_settings",
 ]
 
 PLANS_SCHEMA_VERSION = 1
@@ -232,6 +234,16 @@ class Plans:
     def num_channels(self) -> int:
         return len(self.channel_names)
 
+    @property
+    def label_values(self) -> tuple[int, ...]:
+        """Planned label values, sorted (background 0 first)."""
+        return tuple(sorted(set(self.labels.values())))
+
+    @property
+    def foreground_labels(self) -> tuple[int, ...]:
+        """Planned label values other than 0, sorted: the labels every score is computed for."""
+        return tuple(v for v in self.label_values if v != 0)
+
     def configuration(self, name: str) -> ConfigurationPlan:
         """The configuration called ``name``.
 
@@ -314,6 +326,24 @@ class Plans:
     def save(self, path: Path | str) -> None:
         """Write plans.json atomically."""
         atomic_write_json(path, self.to_dict())
+
+
+def preprocessing_settings(plans: Plans, configuration: str) -> PreprocessingSettings:
+    """What preprocessing ``configuration`` of ``plans`` needs (its data identifier,
+    spacing, normalisation, ROI use, anisotropy rule and label values).
+
+    Raises:
+        PlansError: if the plan has no such configuration.
+    """
+    config = plans.configuration(configuration)
+    return PreprocessingSettings(
+        data_identifier=config.data_identifier,
+        target_spacing=config.target_spacing,
+        normalization=plans.normalization,
+        use_roi_mask=plans.use_roi_mask,
+        anisotropy_threshold=plans.heuristics.anisotropy_threshold,
+        label_values=plans.label_values,
+    )
 
 
 def load_plans(path: Path | str) -> Plans:

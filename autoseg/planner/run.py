@@ -27,11 +27,18 @@ from autoseg.planner.fingerprint_io import load_fingerprint, save_fingerprint
 from autoseg.planner.hardware import detect_hardware
 from autoseg.planner.heuristics import load_heuristics
 from autoseg.planner.planner import plan_dataset
-from autoseg.planner.plans import Plans, load_plans
+from autoseg.planner.plans import Plans, load_plans, preprocessing_settings
 from autoseg.preprocessing.run import PreprocessingReport, preprocess_dataset
 from autoseg.workspace import Workspace
 
-__all__ = ["PlanReport", "dataset_digest", "fingerprint_dataset", "prepare_dataset", "run_plan"]
+__all__ = [
+    "PlanReport",
+    "dataset_digest",
+    "fingerprint_dataset",
+    "prepare_dataset",
+    "preprocess_planned",
+    "run_plan",
+]
 
 _log = get_logger(__name__)
 
@@ -162,5 +169,18 @@ def run_plan(
             inputs=inputs,
         )
         plans.save(workspace.plans_json)
-    report = preprocess_dataset(dataset, plans, workspace, num_workers=num_workers)
+    report = preprocess_planned(dataset, plans, workspace, num_workers=num_workers)
     return PlanReport(plans, fingerprint_reused, plans_reused, report)
+
+
+def preprocess_planned(
+    dataset: Dataset, plans: Plans, workspace: Workspace, *, num_workers: int = 1
+) -> PreprocessingReport:
+    """Preprocess the training cases for every configuration of ``plans`` (skipping cases
+    that are current).
+
+    Raises:
+        DatasetError: if a case cannot be loaded (finished cases stay on disk).
+    """
+    settings = [preprocessing_settings(plans, name) for name in plans.configurations]
+    return preprocess_dataset(dataset, settings, workspace, num_workers=num_workers)

@@ -16,7 +16,6 @@ import numpy as np
 
 from autoseg.artefacts import text_digest
 from autoseg.data.case_io import CaseArrays
-from autoseg.planner.plans import Plans
 from autoseg.preprocessing.crop import crop_to_box, nonzero_bounding_box, nonzero_mask
 from autoseg.preprocessing.normalize import ChannelNormalization, normalize_image
 from autoseg.preprocessing.resample import compute_new_shape, resample_image, resample_label
@@ -28,7 +27,17 @@ __all__ = ["PreprocessingSettings", "preprocess_arrays"]
 
 @dataclass(frozen=True)
 class PreprocessingSettings:
-    """Everything that determines a configuration's preprocessed data."""
+    """Everything that determines a configuration's preprocessed data (built from a plan by
+    :func:`autoseg.planner.plans.preprocessing_settings`).
+
+    Attributes:
+        data_identifier: Folder name of the preprocessed data (spacing + normalisation).
+        target_spacing: Spacing (mm, Z, Y, X) the cases are resampled to.
+        normalization: One scheme per channel.
+        use_roi_mask: Crop to the ROI mask and keep it with the case.
+        anisotropy_threshold: Spacing ratio above which the coarse axis is resampled apart.
+        label_values: Every label value, sorted (background 0 first).
+    """
 
     data_identifier: str
     target_spacing: Spacing3
@@ -36,18 +45,6 @@ class PreprocessingSettings:
     use_roi_mask: bool
     anisotropy_threshold: float
     label_values: tuple[int, ...]
-
-    @classmethod
-    def from_plans(cls, plans: Plans, configuration: str) -> PreprocessingSettings:
-        config = plans.configuration(configuration)
-        return cls(
-            data_identifier=config.data_identifier,
-            target_spacing=config.target_spacing,
-            normalization=plans.normalization,
-            use_roi_mask=plans.use_roi_mask,
-            anisotropy_threshold=plans.heuristics.anisotropy_threshold,
-            label_values=tuple(sorted(set(plans.labels.values()))),
-        )
 
     def digest(self) -> str:
         """SHA-256 of the settings (changes whenever the preprocessed data would)."""

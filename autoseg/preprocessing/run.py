@@ -8,6 +8,7 @@ finished cases (same raw files, same settings).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autoseg.artefacts import files_digest
@@ -15,7 +16,6 @@ from autoseg.data.case_io import load_case
 from autoseg.data.dataset import Case, Dataset
 from autoseg.log import get_logger
 from autoseg.parallel import map_cases
-from autoseg.planner.plans import Plans
 from autoseg.preprocessing.pipeline import PreprocessingSettings, preprocess_arrays
 from autoseg.preprocessing.store import is_case_complete, save_preprocessed_case
 from autoseg.workspace import Workspace
@@ -47,9 +47,14 @@ def _preprocess_one(
 
 
 def preprocess_dataset(
-    dataset: Dataset, plans: Plans, workspace: Workspace, *, num_workers: int = 1
+    dataset: Dataset,
+    settings_list: Sequence[PreprocessingSettings],
+    workspace: Workspace,
+    *,
+    num_workers: int = 1,
 ) -> PreprocessingReport:
-    """Preprocess all training cases for every data identifier in ``plans``.
+    """Preprocess all training cases for every data identifier in ``settings_list`` (once
+    per identifier: configurations may share their preprocessed data).
 
     Raises:
         DatasetError: if a case cannot be loaded (finished cases stay on disk).
@@ -57,8 +62,7 @@ def preprocess_dataset(
     processed: dict[str, int] = {}
     skipped: dict[str, int] = {}
     done: set[str] = set()
-    for name in plans.configurations:
-        settings = PreprocessingSettings.from_plans(plans, name)
+    for settings in settings_list:
         if settings.data_identifier in done:
             continue
         done.add(settings.data_identifier)

@@ -81,7 +81,7 @@ def _predict_case(
     if case.label is None:
         return []
     reference = read_image(case.label)[0]
-    foreground = sorted(v for v in plans.labels.values() if v != 0)
+    foreground = list(plans.foreground_labels)
     rows = compute_case_metrics(
         labels,
         np.rint(reference).astype(np.int64),

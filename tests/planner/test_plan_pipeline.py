@@ -17,7 +17,7 @@ from autoseg.data.formats import load_dataset
 from autoseg.planner.fingerprint_io import load_fingerprint
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.planner import plan_dataset
-from autoseg.planner.plans import HardwareTarget, load_plans
+from autoseg.planner.plans import HardwareTarget, load_plans, preprocessing_settings
 from autoseg.planner.run import run_plan
 from autoseg.preprocessing.crop import uncrop
 from autoseg.preprocessing.resample import resample_label
@@ -67,6 +67,20 @@ def test_plans_fit_the_target_and_preprocessing_is_complete(planned, name: str) 
                 if len(coords):
                     assert np.all(pre.seg[tuple(coords.T)] == value)
     assert plans.use_roi_mask == dataset.has_roi
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_preprocessing_settings_come_from_the_plan(planned, name: str) -> None:  # type: ignore[no-untyped-def]
+    plans = load_plans(planned[name][1].plans_json)
+    for config_name, config in plans.configurations.items():
+        settings = preprocessing_settings(plans, config_name)
+        assert settings.data_identifier == config.data_identifier
+        assert settings.target_spacing == config.target_spacing
+        assert settings.normalization == plans.normalization
+        assert settings.use_roi_mask == plans.use_roi_mask
+        assert settings.anisotropy_threshold == plans.heuristics.anisotropy_threshold
+        assert settings.label_values == tuple(sorted(plans.labels.values()))
+    assert plans.foreground_labels == tuple(v for v in plans.label_values if v != 0)
 
 
 def test_ct_channel_gets_dataset_wide_clipping(planned) -> None:  # type: ignore[no-untyped-def]
