@@ -7,8 +7,8 @@ Layout (see docs/artefacts.md)::
       fingerprint.json                dataset fingerprint
       plans.json                      the plan: preprocessing + one entry per configuration
       preprocessed/<data_id>/         <case>.npy (float32 CZYX), <case>_seg.npy, <case>.json
-      splits.json                     the 5-fold split of the training cases
-      results/<config>/fold_<k>/      checkpoints, log.jsonl, progress.png, validation/
+      splits.json                     the 5-fold split of the training cases (NUM_FOLDS)
+      results/<config>/fold_<k>/      one fold (k in 0..4, or ``all``): see FoldPaths
       results/<config>/cv_summary.*   cross-validation summary over the folds
       best.json                       find-best's choice
       tuning.sqlite3                  default Optuna storage of ``autoseg tune``
@@ -20,9 +20,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_WORK_DIR", "Workspace", "resolve_work_dir"]
+__all__ = [
+    "CHECKPOINT_NAMES",
+    "DEFAULT_WORK_DIR",
+    "FOLD_NAMES",
+    "NUM_FOLDS",
+    "FoldPaths",
+    "Workspace",
+    "resolve_work_dir",
+]
 
 DEFAULT_WORK_DIR = Path("autoseg_work")
+NUM_FOLDS = 5
+"""Folds of the cross-validation split (``splits.json``), numbered 0 .. NUM_FOLDS - 1."""
+FOLD_NAMES: tuple[int | str, ...] = (*range(NUM_FOLDS), "all")
+"""Fold folders looked for, in order (``fold_all``: trained on every case)."""
+CHECKPOINT_NAMES = ("latest", "best", "final")
+"""``checkpoint_<name>.pt`` of a fold: after every epoch, at the best smoothed pseudo-Dice,
+and when training finished."""
 
 
 def resolve_work_dir(work: str | Path | None) -> Path:
@@ -31,6 +46,43 @@ def resolve_work_dir(work: str | Path | None) -> Path:
         return Path(work)
     env = os.environ.get("AUTOSEG_WORK")
     return Path(env) if env else DEFAULT_WORK_DIR
+
+
+@dataclass(frozen=True)
+class FoldPaths:
+    """The files of one fold folder, ``results/<config>/fold_<k>/`` (see docs/artefacts.md).
+
+    Attributes:
+        root: The fold folder.
+    """
+
+    root: Path
+
+    def checkpoint(self, name: str) -> Path:
+        """``checkpoint_<name>.pt``, ``name`` one of :data:`CHECKPOINT_NAMES`."""
+        return self.root / f"checkpoint_{name}.pt"
+
+    @property
+    def log(self) -> Path:
+        """``log.jsonl``: one JSON object per epoch."""
+        return self.root / "log.jsonl"
+
+    @property
+    def progress_png(self) -> Path:
+        return self.root / "progress.png"
+
+    @property
+    def train_config(self) -> Path:
+        return self.root / "train_config.json"
+
+    @property
+    def validation(self) -> Path:
+        """``validation/``: the final validation's label maps, probabilities and summary."""
+        return self.root / "validation"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
 
 
 @dataclass(frozen=True)
@@ -80,3 +132,19 @@ class Workspace:
     def fold_dir(self, config: str, fold: int | str) -> Path:
         """``results/<config>/fold_<k>`` (``fold_all`` for training on every case)."""
         return self.config_dir(config) / f"fold_{fold}"
+
+    def fold_paths(self, config: str, fold: int | str) -> FoldPaths:
+        """The files of ``results/<config>/fold_<k>``."""
+        return FoldPaths(self.fold_dir(config, fold))
+
+    def checkpoint_path(self, config: str, fold: int | str, name: str) -> Path:
+        """``results/<config>/fold_<k>/checkpoint_<name>.pt``."""
+        return self.fold_paths(config, fold).checkpoint(name)
+
+    def numbered_fold_dirs(self, config: str) -> list[Path]:
+        """Existing ``results/<config>/fold_<k>`` folders with a number ``k`` (not ``all``),
+        sorted."""
+        root = self.config_dir(config)
+        if not root.is_dir():
+            return []
+        return sorted(p for p in root.glob("fold_*") if p.name[len("fold_") :].isdigit())

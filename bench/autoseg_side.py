@@ -26,6 +26,7 @@ from autoseg.data.verify import verify_dataset
 from autoseg.diagnostics.memory_measure import make_training_batch
 from autoseg.evaluation.evaluate import evaluate_folder
 from autoseg.evaluation.summary import summarize
+from autoseg.inference.checkpoint import load_checkpoint
 from autoseg.inference.sliding_window import sliding_window_inference
 from autoseg.inference.window_memory import CPU_WINDOW_BATCH
 from autoseg.networks import UNetConfig, build_network
@@ -35,7 +36,6 @@ from autoseg.planner.memory import estimate_training_breakdown
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans, load_plans
 from autoseg.planner.run import dataset_digest, fingerprint_dataset, preprocess_planned, run_plan
-from autoseg.trainers.checkpoint import load_checkpoint
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.session import FoldSpec, Session, open_session
 from autoseg.trainers.splits import load_or_make_splits

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-if TYPE_CHECKING:
-    from autoseg.workspace import Workspace
+from autoseg.workspace import NUM_FOLDS, Workspace, resolve_work_dir
 
 __all__ = [
     "Parser",
@@ -36,7 +35,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def parse_folds(text: str, num_folds: int = 5) -> list[int | str]:
+def parse_folds(text: str, num_folds: int = NUM_FOLDS) -> list[int | str]:
     """Parse ``fold=0..4``, ``fold=2``, ``fold=0,2``, ``fold=all`` (or the bare value).
 
     Returns:
@@ -135,6 +134,4 @@ def add_num_workers(parser: argparse.ArgumentParser, what: str, default: int = 2
 
 def workspace_from_args(args: argparse.Namespace) -> Workspace:
     """The workspace of ``--work`` (or $AUTOSEG_WORK, or ./autoseg_work)."""
-    from autoseg.workspace import Workspace, resolve_work_dir
-
     return Workspace(resolve_work_dir(args.work))

@@ -13,6 +13,7 @@ from autoseg.cli.options import (
     positive_int,
     workspace_from_args,
 )
+from autoseg.workspace import NUM_FOLDS
 
 
 def add_plan(p: argparse.ArgumentParser) -> None:
@@ -68,7 +69,8 @@ def add_train(p: argparse.ArgumentParser) -> None:
         type=parse_folds,
         default=None,
         metavar="fold=FOLDS",
-        help="folds to train: fold=0..4 (default), fold=2, fold=0,2 or fold=all (every case)",
+        help=f"folds to train: fold=0..{NUM_FOLDS - 1} (default), fold=2, fold=0,2 or fold=all "
+        "(every case)",
     )
     p.add_argument("--fold", type=parse_folds, default=None, metavar="K", help="same as fold=K")
     add_work(p)
@@ -82,7 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.folds is not None and args.fold is not None:
         raise ConfigError("give the folds once: fold=FOLDS or --fold K, not both")
-    folds = args.folds or args.fold or list(range(5))
+    folds = args.folds or args.fold or list(range(NUM_FOLDS))
     results = run_training(workspace_from_args(args), request_from_args(args, folds))
     if results:  # empty on torchrun's ranks other than 0: rank 0 reports
         print(format_results(results))

@@ -11,6 +11,7 @@ from autoseg.cli.options import (
     positive_int,
     workspace_from_args,
 )
+from autoseg.workspace import NUM_FOLDS
 
 
 def _add_model_choice(
@@ -22,7 +23,8 @@ def _add_model_choice(
         type=parse_folds,
         default=None,
         metavar="FOLDS",
-        help="folds to use: 0..4, 0,2, 3 or all (default: every trained fold, or best.json's)",
+        help=f"folds to use: 0..{NUM_FOLDS - 1}, 0,2, 3 or all (default: every trained fold, "
+        "or best.json's)",
     )
     p.add_argument(
         "--checkpoint",

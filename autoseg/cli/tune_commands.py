@@ -13,6 +13,7 @@ from autoseg.cli.options import (
     positive_int,
     workspace_from_args,
 )
+from autoseg.workspace import NUM_FOLDS
 
 
 def _non_negative_int(text: str) -> int:
@@ -38,7 +39,9 @@ def _minutes(text: str) -> float:
 def _tuning_folds(text: str) -> list[int]:
     folds = parse_folds(text)
     if folds == ["all"]:
-        raise argparse.ArgumentTypeError("tuning validates on held-out folds: use 0..4, not all")
+        raise argparse.ArgumentTypeError(
+            f"tuning validates on held-out folds: use 0..{NUM_FOLDS - 1}, not all"
+        )
     return [int(f) for f in folds]
 
 
@@ -56,7 +59,7 @@ def _add_length(p: argparse.ArgumentParser) -> None:
         type=_tuning_folds,
         default=[0],
         metavar="FOLDS",
-        help="folds trained per configuration: 0 (default), 0,1 or 0..4",
+        help=f"folds trained per configuration: 0 (default), 0,1 or 0..{NUM_FOLDS - 1}",
     )
     g.add_argument(
         "--budget-minutes",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from autoseg.artefacts import read_json
 from autoseg.demo.run import DemoResult
+from autoseg.workspace import FoldPaths
 
 __all__ = ["dice_table", "format_demo_report", "written_paths"]
 
@@ -48,7 +49,7 @@ def written_paths(result: DemoResult) -> list[tuple[str, Path]]:
         ("results", ws.results_dir),
     ]
     items += [
-        (f"progress {r.config_name} fold {r.fold}", r.fold_dir / "progress.png")
+        (f"progress {r.config_name} fold {r.fold}", FoldPaths(r.fold_dir).progress_png)
         for r in result.folds
     ]
     items += [
@@ -66,7 +67,7 @@ def written_paths(result: DemoResult) -> list[tuple[str, Path]]:
 def _training(result: DemoResult) -> list[str]:
     lines = ["Training (validation Dice of each fold):"]
     for r in result.folds:
-        summary = r.summary or read_json(r.fold_dir / "validation" / "summary.json") or {}
+        summary = r.summary or read_json(FoldPaths(r.fold_dir).validation / "summary.json") or {}
         dice = float(summary.get("summary", {}).get("foreground_mean", {}).get("dice", math.nan))
         epochs = "" if r.epochs < 0 else f"{r.epochs} epochs"
         lines.append(

@@ -42,7 +42,7 @@ from autoseg.evaluation.oof import OOFCase, out_of_fold_cases, read_splits, trai
 from autoseg.evaluation.summary import summarize
 from autoseg.log import get_logger
 from autoseg.strict import did_you_mean
-from autoseg.workspace import Workspace
+from autoseg.workspace import NUM_FOLDS, Workspace
 
 __all__ = ["find_best"]
 
@@ -69,7 +69,7 @@ def _select_configs(
         raise InputError(
             "no trained configuration (no results/<config>/fold_<k>/validation); run "
             f"'autoseg train --work {shlex.quote(str(workspace.root))} --config "
-            f"{planned[0] if planned else 'CONFIG'} fold=0..4' first",
+            f"{planned[0] if planned else 'CONFIG'} fold=0..{NUM_FOLDS - 1}' first",
             path=workspace.results_dir,
         )
     return chosen

@@ -18,7 +18,7 @@ import numpy as np
 
 from autoseg.artefacts import read_json
 from autoseg.errors import InputError, PlansError
-from autoseg.workspace import Workspace
+from autoseg.workspace import FoldPaths, Workspace
 
 if TYPE_CHECKING:
     from autoseg.data.dataset import Dataset
@@ -118,14 +118,7 @@ def load_source_dataset(workspace: Workspace) -> Dataset:
 def trained_fold_dirs(workspace: Workspace, config: str) -> list[Path]:
     """Existing ``results/<config>/fold_<k>`` folders (k a number, not ``all``) with a
     ``validation`` folder."""
-    root = workspace.config_dir(config)
-    if not root.is_dir():
-        return []
-    return sorted(
-        p
-        for p in root.glob("fold_*")
-        if p.name[len("fold_") :].isdigit() and (p / "validation").is_dir()
-    )
+    return [p for p in workspace.numbered_fold_dirs(config) if FoldPaths(p).validation.is_dir()]
 
 
 def _fold_spec(folds: Sequence[int]) -> str:
@@ -184,7 +177,7 @@ def out_of_fold_cases(
     cases: list[OOFCase] = []
     missing: dict[int, list[str]] = {}
     for fold, val in enumerate(val_sets):
-        folder = workspace.fold_dir(config, fold) / "validation"
+        folder = workspace.fold_paths(config, fold).validation
         images = find_images(folder) if folder.is_dir() else {}
         if not images and val:
             missing[fold] = ["*"]

@@ -29,6 +29,7 @@ from typing import Any
 from autoseg import __version__
 from autoseg.atomic import atomic_path
 from autoseg.errors import CheckpointError, InputError
+from autoseg.inference.checkpoint import load_checkpoint, save_checkpoint
 from autoseg.inference.models import (
     ModelSelection,
     plans_differences,
@@ -38,7 +39,6 @@ from autoseg.inference.models import (
 )
 from autoseg.log import get_logger
 from autoseg.planner.plans import load_plans
-from autoseg.trainers.checkpoint import load_checkpoint, save_checkpoint
 from autoseg.workspace import Workspace
 
 __all__ = [

@@ -19,13 +19,10 @@ from autoseg.frozendict import FrozenDict
 from autoseg.log import get_logger
 from autoseg.planner.plans import Plans
 from autoseg.strict import did_you_mean
-from autoseg.trainers.checkpoint import CHECKPOINT_NAMES
-from autoseg.workspace import Workspace
+from autoseg.workspace import CHECKPOINT_NAMES, FOLD_NAMES, Workspace
 
 __all__ = [
-    "FOLD_NAMES",
     "ModelSelection",
-    "checkpoint_path",
     "plans_differences",
     "read_best_json",
     "select_models",
@@ -33,9 +30,6 @@ __all__ = [
 ]
 
 logger = get_logger(__name__)
-
-FOLD_NAMES: tuple[int | str, ...] = (0, 1, 2, 3, 4, "all")
-"""Fold folders looked for, in order (``fold_all``: trained on every case)."""
 
 
 @dataclass(frozen=True)
@@ -64,19 +58,14 @@ class ModelSelection:
     def checkpoint_paths(self, workspace: Workspace) -> dict[str, list[Path]]:
         """Configuration -> checkpoint file of each of its folds."""
         return {
-            config: [checkpoint_path(workspace, config, f, self.checkpoint) for f in folds]
+            config: [workspace.checkpoint_path(config, f, self.checkpoint) for f in folds]
             for config, folds in self.folds.items()
         }
 
 
-def checkpoint_path(workspace: Workspace, config: str, fold: int | str, checkpoint: str) -> Path:
-    """``results/<config>/fold_<k>/checkpoint_<checkpoint>.pt``."""
-    return workspace.fold_dir(config, fold) / f"checkpoint_{checkpoint}.pt"
-
-
 def trained_folds(workspace: Workspace, config: str, checkpoint: str = "final") -> list[int | str]:
     """Folds of ``config`` whose checkpoint ``checkpoint_<checkpoint>.pt`` exists."""
-    return [f for f in FOLD_NAMES if checkpoint_path(workspace, config, f, checkpoint).is_file()]
+    return [f for f in FOLD_NAMES if workspace.checkpoint_path(config, f, checkpoint).is_file()]
 
 
 def _check_checkpoint_name(checkpoint: str) -> None:

@@ -25,6 +25,7 @@ from torch import nn
 from autoseg.data.case_io import CaseArrays, load_case
 from autoseg.data.dataset import Case, Dataset
 from autoseg.errors import CheckpointError, ConfigError, InputError
+from autoseg.inference.checkpoint import load_model
 from autoseg.inference.deepmedic_tiling import FeatureLayer
 from autoseg.inference.export import export_prediction, write_feature_maps
 from autoseg.inference.models import ModelSelection, plans_differences, select_models
@@ -39,7 +40,6 @@ from autoseg.planner.plans import Plans, load_plans, preprocessing_settings
 from autoseg.preprocessing.pipeline import preprocess_arrays
 from autoseg.preprocessing.resample import resample_probabilities
 from autoseg.preprocessing.store import CaseProperties, PreprocessedCase
-from autoseg.trainers.checkpoint import load_model
 from autoseg.workspace import Workspace
 
 __all__ = [

@@ -34,13 +34,13 @@ from autoseg.artefacts import is_current
 from autoseg.atomic import atomic_write_json
 from autoseg.data.dataset import Dataset
 from autoseg.errors import ConfigError
-from autoseg.log import get_logger
-from autoseg.trainers.checkpoint import (
+from autoseg.inference.checkpoint import (
     LoadedCheckpoint,
     load_checkpoint,
     load_model,
     save_checkpoint,
 )
+from autoseg.log import get_logger
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.device import select_device, use_amp
 from autoseg.trainers.distributed import FINAL_WAIT_SECONDS, DistContext, share_epoch_plan
@@ -51,6 +51,7 @@ from autoseg.trainers.session import FoldSpec, Session, open_session
 from autoseg.trainers.steps import pseudo_dice, train_epoch, validate_epoch
 from autoseg.trainers.validation import checkpoint_inputs, validate_cases
 from autoseg.viz.curves import plot_progress
+from autoseg.workspace import FoldPaths
 
 __all__ = ["EpochCallback", "FoldResult", "prepare_fold_dir", "run_epoch", "train_fold"]
 
@@ -81,14 +82,6 @@ class FoldResult:
     summary: dict[str, Any] | None
 
 
-def _paths(fold_dir: Path) -> dict[str, Path]:
-    names = ("latest", "best", "final")
-    paths = {name: fold_dir / f"checkpoint_{name}.pt" for name in names}
-    paths.update(log=fold_dir / "log.jsonl", png=fold_dir / "progress.png")
-    paths.update(config=fold_dir / "train_config.json", validation=fold_dir / "validation")
-    return paths
-
-
 def prepare_fold_dir(
     spec: FoldSpec, config: TrainConfig, *, resume: bool, overwrite: bool
 ) -> tuple[str, LoadedCheckpoint | None]:
@@ -99,23 +92,24 @@ def prepare_fold_dir(
             --overwrite was given.
         CheckpointError: if the checkpoint to resume from is corrupted.
     """
-    folder, paths = spec.fold_dir, _paths(spec.fold_dir)
+    folder, paths = spec.fold_dir, spec.paths
     if overwrite and folder.exists():
         _log.info("--overwrite: removing %s", folder)
         shutil.rmtree(folder)
-    if paths["final"].is_file():
-        summary = paths["validation"] / "summary.json"
-        if not config.final_validation or is_current(summary, checkpoint_inputs(paths["final"])):
+    final = paths.checkpoint("final")
+    if final.is_file():
+        summary = paths.validation / "summary.json"
+        if not config.final_validation or is_current(summary, checkpoint_inputs(final)):
             return "skip", None
         return "validate", None
-    if paths["latest"].is_file():
+    if paths.checkpoint("latest").is_file():
         if not resume:
             raise ConfigError(
                 "holds an unfinished training; pass --resume to continue it or --overwrite "
                 "to start over",
                 path=folder,
             )
-        return "resume", load_checkpoint(paths["latest"])
+        return "resume", load_checkpoint(paths.checkpoint("latest"))
     if resume:
         _log.info("nothing to resume in %s: starting from scratch", folder)
     return "fresh", None
@@ -143,7 +137,7 @@ def _write_train_config(session: Session, path: Path) -> None:
     )
 
 
-def run_epoch(session: Session, paths: dict[str, Path]) -> None:
+def run_epoch(session: Session, paths: FoldPaths) -> None:
     """One epoch: train, validate, update the state, fit the epoch count, save and log."""
     state, epoch, start = session.state, session.state.epoch, time.perf_counter()
     lr = session.schedule.start_epoch(epoch)
@@ -161,7 +155,7 @@ def run_epoch(session: Session, paths: dict[str, Path]) -> None:
     state.elapsed_seconds = session.elapsed()
     changed = fit_epochs(session, timings, validation)
     if share_epoch_plan(session.dist, state, session.schedule, changed) and session.dist.is_main:
-        _write_train_config(session, paths["config"])
+        _write_train_config(session, paths.train_config)
     patience = session.config.early_stopping_patience
     if patience is not None and state.epochs_since_best >= patience and not state.finished:
         _log.info("early stopping: no better smoothed pseudo-Dice for %d epochs", patience)
@@ -170,16 +164,14 @@ def run_epoch(session: Session, paths: dict[str, Path]) -> None:
         _save_epoch(session, paths, record, improved)
 
 
-def _save_epoch(
-    session: Session, paths: dict[str, Path], record: EpochRecord, improved: bool
-) -> None:
+def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improved: bool) -> None:
     start = time.perf_counter()
     payload = session.checkpoint_payload()
-    save_checkpoint(paths["latest"], payload)
+    save_checkpoint(paths.checkpoint("latest"), payload)
     if improved:
-        save_checkpoint(paths["best"], payload)
-    append_record(paths["log"], record)
-    plot_progress(session.state.history, paths["png"])
+        save_checkpoint(paths.checkpoint("best"), payload)
+    append_record(paths.log, record)
+    plot_progress(session.state.history, paths.progress_png)
     if session.writer is not None:
         session.writer.add_record(record)
     session.save_seconds = time.perf_counter() - start
@@ -201,11 +193,11 @@ def _save_epoch(
     )
 
 
-def _train(session: Session, paths: dict[str, Path], on_epoch: EpochCallback | None = None) -> None:
+def _train(session: Session, paths: FoldPaths, on_epoch: EpochCallback | None = None) -> None:
     main = session.dist.is_main
     if main:
-        rewrite_log(paths["log"], session.state.history)
-        _write_train_config(session, paths["config"])
+        rewrite_log(paths.log, session.state.history)
+        _write_train_config(session, paths.train_config)
     try:
         while not session.state.finished:
             run_epoch(session, paths)
@@ -216,16 +208,16 @@ def _train(session: Session, paths: dict[str, Path], on_epoch: EpochCallback | N
     if not main:
         return
     payload = session.checkpoint_payload()
-    if not paths["best"].is_file():  # the pseudo-Dice was never defined: best = final
-        save_checkpoint(paths["best"], payload)
-    save_checkpoint(paths["final"], payload)
-    _write_train_config(session, paths["config"])
+    if not paths.checkpoint("best").is_file():  # the pseudo-Dice was never defined: best = final
+        save_checkpoint(paths.checkpoint("best"), payload)
+    save_checkpoint(paths.checkpoint("final"), payload)
+    _write_train_config(session, paths.train_config)
 
 
 def _validate(
     spec: FoldSpec, config: TrainConfig, dataset: Dataset, network: torch.nn.Module, amp: bool
 ) -> dict[str, Any]:
-    paths = _paths(spec.fold_dir)
+    paths = spec.paths
     device = next(network.parameters()).device
     mirroring = config.val_mirroring if config.val_mirroring is not None else device.type != "cpu"
     return validate_cases(
@@ -235,12 +227,12 @@ def _validate(
         spec.data_dir,
         spec.val_ids,
         dataset,
-        paths["validation"],
+        paths.validation,
         device=device,
         mirroring=mirroring,
         step_fraction=config.val_step_fraction,
         amp=amp,
-        inputs=checkpoint_inputs(paths["final"]),
+        inputs=checkpoint_inputs(paths.checkpoint("final")),
     )
 
 
@@ -280,16 +272,19 @@ def train_fold(
         action, checkpoint = prepare_fold_dir(
             spec, config, resume=resume, overwrite=overwrite and dist.is_main
         )
-    paths = _paths(spec.fold_dir)
+    paths = spec.paths
     name = f"{spec.config_name} fold {spec.fold}"
     if action == "skip":
         _log.info(
-            "%s is already trained (%s); skipping it (--overwrite retrains)", name, paths["final"]
+            "%s is already trained (%s); skipping it (--overwrite retrains)",
+            name,
+            paths.checkpoint("final"),
         )
         return FoldResult(spec.config_name, spec.fold, spec.fold_dir, "skipped", -1, None)
     if action == "validate":
         _log.info("%s is trained; running its missing final validation", name)
-        done = _on_rank0(dist, lambda: _validate_only(spec, config, dataset, paths["final"], dist))
+        final = paths.checkpoint("final")
+        done = _on_rank0(dist, lambda: _validate_only(spec, config, dataset, final, dist))
         return done or FoldResult(spec.config_name, spec.fold, spec.fold_dir, "validated", -1, None)
     if checkpoint is not None:
         config = resume_config(checkpoint.train_config, config)

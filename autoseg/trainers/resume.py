@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from autoseg.errors import CheckpointError, ConfigError
+from autoseg.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from autoseg.log import get_logger
 from autoseg.seeding import restore_rng_state
-from autoseg.trainers.checkpoint import LoadedCheckpoint, load_checkpoint
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.state import TrainingState
 

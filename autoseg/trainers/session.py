@@ -3,7 +3,7 @@
 :func:`open_session` builds it from the plan and the TrainConfig, from a checkpoint when
 resuming (weights, optimiser, schedule, grad scaler, RNG states, progress) or from
 ``--pretrained`` weights with a fresh optimiser. :meth:`Session.checkpoint_payload` is what
-every checkpoint holds (see :mod:`autoseg.trainers.checkpoint`). Under torchrun
+every checkpoint holds (see :mod:`autoseg.inference.checkpoint`). Under torchrun
 (:mod:`autoseg.trainers.distributed`) the network is wrapped in DistributedDataParallel
 (``network``; ``module`` stays the plain one, whose weights the checkpoints hold) and each
 rank samples with its own seed.
@@ -24,11 +24,11 @@ import torch
 from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 
+from autoseg.inference.checkpoint import LoadedCheckpoint
 from autoseg.log import get_logger
 from autoseg.networks import build_network
 from autoseg.planner.plans import ConfigurationPlan, Plans
 from autoseg.seeding import capture_rng_state, seed_everything
-from autoseg.trainers.checkpoint import LoadedCheckpoint
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.device import default_num_workers, select_device, use_amp
 from autoseg.trainers.distributed import DistContext
@@ -39,7 +39,7 @@ from autoseg.trainers.resume import load_pretrained, restore_session
 from autoseg.trainers.state import TrainingState
 from autoseg.trainers.strategy import LoaderSpec, TrainingStrategy
 from autoseg.trainers.tensorboard import TensorBoardWriter
-from autoseg.workspace import Workspace
+from autoseg.workspace import FoldPaths, Workspace
 
 __all__ = [
     "DEFAULT_GPU_EPOCHS",
@@ -76,6 +76,11 @@ class FoldSpec:
     @property
     def fold_dir(self) -> Path:
         return self.workspace.fold_dir(self.config_name, self.fold)
+
+    @property
+    def paths(self) -> FoldPaths:
+        """The files of the fold folder."""
+        return FoldPaths(self.fold_dir)
 
     @property
     def data_dir(self) -> Path:
@@ -137,7 +142,7 @@ class Session:
         TensorBoard writer."""
         self.close()
         if self.config.tensorboard and self.dist.is_main:
-            self.writer = TensorBoardWriter(self.spec.fold_dir / "tensorboard")
+            self.writer = TensorBoardWriter(self.spec.paths.tensorboard)
         workers = int(self.resolved["num_workers"])
         plans, plan, data_dir = self.spec.plans, self.spec.config_plan, self.spec.data_dir
         train = self.strategy.train_loader(plans, plan, data_dir, self.spec.train_ids)

@@ -25,9 +25,9 @@ from autoseg.artefacts import text_digest
 from autoseg.atomic import atomic_write_json
 from autoseg.errors import ConfigError, DatasetError, PlansError
 from autoseg.log import get_logger
+from autoseg.workspace import NUM_FOLDS
 
 __all__ = [
-    "DEFAULT_NUM_FOLDS",
     "SPLIT_SEED",
     "Fold",
     "Splits",
@@ -35,7 +35,6 @@ __all__ = [
     "make_splits",
 ]
 
-DEFAULT_NUM_FOLDS = 5
 SPLIT_SEED = 12345
 """Seed of the split (independent of the training seed, so every fold sees the same split)."""
 _log = get_logger(__name__)
@@ -109,7 +108,7 @@ def make_splits(
     *,
     groups: Mapping[str, str | None] | None = None,
     classes: Mapping[str, Sequence[int]] | None = None,
-    num_folds: int = DEFAULT_NUM_FOLDS,
+    num_folds: int = NUM_FOLDS,
     seed: int = SPLIT_SEED,
 ) -> Splits:
     """Split cases into ``num_folds`` folds (grouped, class-stratified; see the module doc).
@@ -170,7 +169,7 @@ def load_or_make_splits(
     *,
     groups: Mapping[str, str | None] | None = None,
     classes: Mapping[str, Sequence[int]] | None = None,
-    num_folds: int = DEFAULT_NUM_FOLDS,
+    num_folds: int = NUM_FOLDS,
 ) -> Splits:
     """Reuse ``path`` (splits.json) when it covers exactly ``case_ids``; else make and save one.
 

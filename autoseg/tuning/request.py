@@ -16,6 +16,7 @@ from typing import Any
 from autoseg.errors import ConfigError
 from autoseg.planner.planner import CONFIGURATIONS
 from autoseg.strict import choice_error
+from autoseg.workspace import NUM_FOLDS
 
 __all__ = ["DEFAULT_BUDGET_MINUTES", "PRUNERS", "TuneRequest"]
 
@@ -90,8 +91,8 @@ class TuneRequest:
         for name in self.configs:
             if name not in CONFIGURATIONS:
                 raise choice_error("configuration", name, CONFIGURATIONS)
-        if not self.folds or any(not 0 <= f <= 4 for f in self.folds):
-            raise ConfigError(f"folds must be in 0..4, got {list(self.folds)}")
+        if not self.folds or any(not 0 <= f < NUM_FOLDS for f in self.folds):
+            raise ConfigError(f"folds must be in 0..{NUM_FOLDS - 1}, got {list(self.folds)}")
         if self.pruner not in PRUNERS:
             raise choice_error("pruner", self.pruner, PRUNERS)
         if self.device not in (None, "cuda", "cpu"):

@@ -23,6 +23,7 @@ import torch
 from autoseg.cli import main
 from autoseg.data.geometry import Geometry
 from autoseg.data.imageio import read_image, write_image
+from autoseg.inference.checkpoint import save_checkpoint
 from autoseg.networks import (
     DeepMedicConfig,
     PathwayConfig,
@@ -31,7 +32,6 @@ from autoseg.networks import (
     build_network,
 )
 from autoseg.planner.plans import Plans, load_plans
-from autoseg.trainers.checkpoint import save_checkpoint
 from autoseg.workspace import Workspace
 
 pytestmark = pytest.mark.e2e

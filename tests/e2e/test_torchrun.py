@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from autoseg.cli import main
-from autoseg.trainers.checkpoint import load_model
+from autoseg.inference.checkpoint import load_model
 from autoseg.workspace import Workspace
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ import torch
 
 from autoseg.cli import main
 from autoseg.data.imageio import read_image
-from autoseg.trainers.checkpoint import load_model
+from autoseg.inference.checkpoint import load_model
 from autoseg.workspace import Workspace
 
 pytestmark = pytest.mark.e2e

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from autoseg.inference.checkpoint import save_checkpoint
 from autoseg.networks import (
     DeepMedicConfig,
     PathwayConfig,
@@ -27,7 +28,6 @@ from autoseg.networks import (
 )
 from autoseg.planner.plans import Plans, load_plans
 from autoseg.planner.run import run_plan
-from autoseg.trainers.checkpoint import save_checkpoint
 from autoseg.workspace import Workspace
 
 K3 = (3, 3, 3)

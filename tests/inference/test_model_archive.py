@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from autoseg.errors import CheckpointError, InputError
+from autoseg.inference.checkpoint import load_checkpoint
 from autoseg.inference.model_archive import MANIFEST_NAME, export_model, extract_model
 from autoseg.planner.plans import Plans, load_plans
-from autoseg.trainers.checkpoint import load_checkpoint
 from autoseg.workspace import Workspace
 
 BEST = {"configs": ["unet3d"], "folds": [0, 1], "postprocessing": {"1": True}}

@@ -272,7 +272,7 @@ def test_ranks_sample_their_own_patches_and_stay_identical(
 def test_pseudo_dice_is_all_reduced_and_logged_once(
     two_ranks: tuple[Workspace, list[dict[str, Any]], Path],
 ) -> None:
-    from autoseg.trainers.checkpoint import load_model
+    from autoseg.inference.checkpoint import load_model
     from autoseg.trainers.steps import pseudo_dice
 
     workspace, ranks, _ = two_ranks

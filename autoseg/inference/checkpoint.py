@@ -10,9 +10,10 @@ A checkpoint file is a dict::
      "train_config_json": str, # the TrainConfig
      "configuration": str, "fold": str}
 
-so ``torch.load(path, weights_only=True)`` reads it. Files in a fold folder:
-``checkpoint_latest.pt`` (every epoch), ``checkpoint_best.pt`` (best smoothed pseudo-Dice),
-``checkpoint_final.pt`` (training finished).
+so ``torch.load(path, weights_only=True)`` reads it. Training writes it, prediction and
+model archives read it, so the format lives here, below both. The files of a fold folder
+(``checkpoint_{latest,best,final}.pt``) are named by
+:meth:`autoseg.workspace.FoldPaths.checkpoint`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from autoseg.atomic import atomic_torch_save
 from autoseg.errors import CheckpointError, PlansError
+from autoseg.networks import build_network
 from autoseg.planner.plans import ConfigurationPlan, Plans
 
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "CHECKPOINT_NAMES",
     "CHECKPOINT_VERSION",
     "LoadedCheckpoint",
     "load_checkpoint",
@@ -38,7 +41,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "autoseg-checkpoint"
 CHECKPOINT_VERSION = 1
-CHECKPOINT_NAMES = ("latest", "best", "final")
 _REQUIRED = (
     "format",
     "version",
@@ -88,8 +90,6 @@ def load_checkpoint(path: Path | str, *, map_location: str = "cpu") -> LoadedChe
         CheckpointError: if the file is missing, truncated, corrupted, not an autoseg
             checkpoint, of another version, or holds an invalid plan.
     """
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("checkpoint not found", path=path)
@@ -126,8 +126,6 @@ def load_model(path: Path | str, *, device: str = "cpu") -> tuple[Any, LoadedChe
     Raises:
         CheckpointError: as :func:`load_checkpoint`, or if the weights do not fit the network.
     """
-    from autoseg.networks import build_network
-
     checkpoint = load_checkpoint(path)
     network = build_network(checkpoint.config_plan.network)
     try:
