@@ -45,12 +45,11 @@ from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.device import select_device, use_amp
 from autoseg.trainers.distributed import FINAL_WAIT_SECONDS, DistContext, share_epoch_plan
 from autoseg.trainers.epoch_budget import fit_epochs
-from autoseg.trainers.history import EpochRecord, append_record, rewrite_log
+from autoseg.trainers.history import EpochRecord, append_record, plot_progress, rewrite_log
 from autoseg.trainers.resume import resume_config
 from autoseg.trainers.session import FoldSpec, Session, open_session
 from autoseg.trainers.steps import pseudo_dice, train_epoch, validate_epoch
 from autoseg.trainers.validation import checkpoint_inputs, validate_cases
-from autoseg.viz.curves import plot_progress
 from autoseg.workspace import FoldPaths
 
 __all__ = ["EpochCallback", "FoldResult", "prepare_fold_dir", "run_epoch", "train_fold"]

@@ -1,11 +1,13 @@
-"""autoseg.viz: pictures: overlays of predictions (``autoseg show``) and training curves.
+"""autoseg.viz: pictures: overlays of images, predictions and references (``autoseg show``).
+
+Training curves (``progress.png``) live with the training history, in
+:mod:`autoseg.trainers.history`.
 
 Matplotlib is imported inside the drawing functions (Agg canvas, no pyplot state).
 """
 
 from __future__ import annotations
 
-from autoseg.viz.curves import plot_progress
 from autoseg.viz.overlays import (
     OverlayLayout,
     ViewLayout,
@@ -25,6 +27,5 @@ __all__ = [
     "label_names_from_dataset_json",
     "largest_component_centre",
     "load_overlay_volumes",
-    "plot_progress",
     "render_overlay",
 ]

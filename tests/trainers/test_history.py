@@ -6,9 +6,8 @@ import json
 import math
 from pathlib import Path
 
-from autoseg.trainers.history import EpochRecord, append_record, rewrite_log
+from autoseg.trainers.history import EpochRecord, append_record, plot_progress, rewrite_log
 from autoseg.trainers.state import TrainingState
-from autoseg.viz.curves import plot_progress
 
 
 def _record(epoch: int) -> EpochRecord:
