@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from autoseg.errors import InputError
+from autoseg.evaluation.evaluate import as_label_map
 from autoseg.evaluation.metrics import ROW_KEYS, compute_case_metrics
-from autoseg.evaluation.oof import OOFCase, as_label_map, read_probabilities, read_reference
+from autoseg.evaluation.oof import OOFCase, read_probabilities, read_reference
 from autoseg.parallel import map_cases
 from autoseg.typing import Spacing3
 

@@ -29,13 +29,16 @@ import pandas as pd
 from autoseg import __version__
 from autoseg.artefacts import content_digest, files_digest, is_current, text_digest
 from autoseg.atomic import atomic_write_json, atomic_write_text
+from autoseg.data.imageio import read_image
 from autoseg.errors import ConfigError, InputError
+from autoseg.evaluation.evaluate import as_label_map
 from autoseg.evaluation.metrics import METRIC_NAMES, ROW_KEYS, compute_case_metrics
-from autoseg.evaluation.oof import OOFCase, as_label_map, out_of_fold_cases, read_reference
+from autoseg.evaluation.oof import OOFCase, out_of_fold_cases, read_reference
 from autoseg.evaluation.summary import summarize
 from autoseg.frozendict import FrozenDict
 from autoseg.log import get_logger
 from autoseg.parallel import map_cases
+from autoseg.planner.plans import load_plans
 from autoseg.strict import did_you_mean
 from autoseg.workspace import Workspace
 
@@ -126,8 +129,6 @@ def score_oof_case(
         InputError: if the prediction is not a label map on the reference's grid.
         DatasetError: if a file cannot be read.
     """
-    from autoseg.data.imageio import read_image
-
     reference, geometry = read_reference(case)
     prediction, pred_geometry = read_image(case.prediction)
     prediction = as_label_map(prediction, case.case_id, case.prediction)
@@ -144,8 +145,6 @@ def score_oof_case(
 
 
 def _targets(workspace: Workspace, config: str) -> tuple[list[int], dict[str, tuple[int, ...]]]:
-    from autoseg.planner.plans import load_plans
-
     plans = load_plans(workspace.plans_json)
     plans.configuration(config)  # PlansError naming the planned configurations
     labels = list(plans.foreground_labels)

@@ -24,13 +24,13 @@ from autoseg.atomic import atomic_write_json, atomic_write_text
 from autoseg.data.imageio import SUPPORTED_ENDINGS, read_image
 from autoseg.errors import InputError
 from autoseg.evaluation.metrics import ROW_KEYS, compute_case_metrics
-from autoseg.evaluation.oof import as_label_map
 from autoseg.evaluation.summary import format_table, summarize
 from autoseg.evaluation.targets import load_regions, parse_regions, read_dataset_json
 from autoseg.log import get_logger
 from autoseg.parallel import map_cases
 
 __all__ = [
+    "as_label_map",
     "evaluate_and_write",
     "evaluate_folder",
     "find_images",
@@ -121,6 +121,27 @@ def match_cases(
             path=gt_dir,
         )
     return [(case_id, preds[case_id], refs[case_id]) for case_id in sorted(refs)]
+
+
+def as_label_map(array: np.ndarray, case_id: str, path: Path) -> np.ndarray:
+    """``array`` as an integer Z×Y×X label map.
+
+    Raises:
+        InputError: if it is not 3D or holds non-integer values.
+    """
+    if array.ndim != 3:
+        raise InputError(
+            f"expected a 3D label map, got shape {array.shape}", case_id=case_id, path=path
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise InputError(
+                f"label map holds non-integer values (dtype {array.dtype})",
+                case_id=case_id,
+                path=path,
+            )
+        array = array.astype(np.int16)
+    return array
 
 
 def _present_values(array: np.ndarray) -> set[int]:

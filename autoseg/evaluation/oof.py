@@ -12,21 +12,21 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from autoseg.artefacts import read_json
+from autoseg.data.dataset import Dataset
+from autoseg.data.formats import load_dataset
+from autoseg.data.geometry import Geometry
+from autoseg.data.imageio import read_image
 from autoseg.errors import InputError, PlansError
+from autoseg.evaluation.evaluate import as_label_map, find_images
 from autoseg.workspace import FoldPaths, Workspace
-
-if TYPE_CHECKING:
-    from autoseg.data.dataset import Dataset
-    from autoseg.data.geometry import Geometry
 
 __all__ = [
     "OOFCase",
-    "as_label_map",
     "load_source_dataset",
     "out_of_fold_cases",
     "read_probabilities",
@@ -104,8 +104,6 @@ def load_source_dataset(workspace: Workspace) -> Dataset:
         PlansError: if source.json is missing or malformed.
         DatasetError: if the dataset cannot be loaded.
     """
-    from autoseg.data.formats import load_dataset
-
     data = read_json(workspace.source_json)
     if not isinstance(data, dict) or not isinstance(data.get("dataset"), str):
         raise PlansError(
@@ -169,8 +167,6 @@ def out_of_fold_cases(
             ``autoseg train`` command that writes them), or a case absent from the dataset.
         PlansError, DatasetError: see :func:`load_source_dataset`.
     """
-    from autoseg.evaluation.evaluate import find_images
-
     val_sets = read_splits(workspace)
     dataset = load_source_dataset(workspace)
     references = {c.case_id: c.label for c in dataset.cases}
@@ -206,31 +202,8 @@ def out_of_fold_cases(
     return tuple(sorted(cases, key=lambda c: c.case_id))
 
 
-def as_label_map(array: np.ndarray, case_id: str, path: Path) -> np.ndarray:
-    """``array`` as an integer Z×Y×X label map.
-
-    Raises:
-        InputError: if it is not 3D or holds non-integer values.
-    """
-    if array.ndim != 3:
-        raise InputError(
-            f"expected a 3D label map, got shape {array.shape}", case_id=case_id, path=path
-        )
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise InputError(
-                f"label map holds non-integer values (dtype {array.dtype})",
-                case_id=case_id,
-                path=path,
-            )
-        array = array.astype(np.int16)
-    return array
-
-
 def read_reference(case: OOFCase) -> tuple[np.ndarray, Geometry]:
     """The reference label map (Z×Y×X, integers) of ``case`` and its geometry."""
-    from autoseg.data.imageio import read_image
-
     array, geometry = read_image(case.reference)
     return as_label_map(array, case.case_id, case.reference), geometry
 
