@@ -31,6 +31,7 @@ from autoseg.artefacts import content_digest, files_digest, is_current, text_dig
 from autoseg.ensembling.best_choice import BestChoice, CandidateScore, Comparison, load_best_choice
 from autoseg.ensembling.bootstrap import bootstrap_score_ci, paired_bootstrap
 from autoseg.ensembling.oof_ensembles import OOFPredictions, ensemble_tables, members_per_case
+from autoseg.ensembling.plot import plot_cv_comparison
 from autoseg.ensembling.postprocessing import (
     PostprocessingDecision,
     decide_postprocessing,
@@ -41,6 +42,7 @@ from autoseg.evaluation.cv import LOWER_IS_BETTER, METRIC_CHOICES, metric_column
 from autoseg.evaluation.oof import OOFCase, out_of_fold_cases, read_splits, trained_fold_dirs
 from autoseg.evaluation.summary import summarize
 from autoseg.log import get_logger
+from autoseg.planner.plans import load_plans
 from autoseg.strict import did_you_mean
 from autoseg.workspace import NUM_FOLDS, Workspace
 
@@ -201,8 +203,6 @@ def find_best(
             message lists them and the ``autoseg train`` command to run).
         PlansError, DatasetError: plans.json, source.json or the dataset unreadable.
     """
-    from autoseg.planner.plans import load_plans
-
     column = metric_column(metric)
     name = next(k for k, v in METRIC_CHOICES.items() if v == column)
     if num_bootstrap < 1:
@@ -262,8 +262,6 @@ def find_best(
 
 
 def _plot(workspace: Workspace, choice: BestChoice) -> None:
-    from autoseg.ensembling.plot import plot_cv_comparison
-
     plot_cv_comparison(choice, workspace.results_dir / "cv_comparison.png")
 
 

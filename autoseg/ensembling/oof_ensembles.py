@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autoseg.data.imageio import read_image
 from autoseg.errors import InputError
 from autoseg.evaluation.evaluate import as_label_map
 from autoseg.evaluation.metrics import ROW_KEYS, compute_case_metrics
@@ -132,8 +133,6 @@ class OOFPredictions(Sequence[Prediction]):
         return len(self._members)
 
     def __getitem__(self, index: int) -> Prediction:  # type: ignore[override]
-        from autoseg.data.imageio import read_image
-
         members = self._members[index]
         reference, geometry = read_reference(members[0])
         if len(members) == 1:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from autoseg.typing import Spacing3
 
@@ -77,8 +78,6 @@ def _distances_edt(
 def _distances_kdtree(
     pred_border: np.ndarray, ref_border: np.ndarray, spacing: Spacing3
 ) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.spatial import cKDTree
-
     scale = np.asarray(spacing, dtype=np.float64)
     pred_idx, ref_idx = np.argwhere(pred_border), np.argwhere(ref_border)
 
