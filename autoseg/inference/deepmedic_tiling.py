@@ -48,6 +48,7 @@ __all__ = [
     "tile_lattice",
     "tile_output_shape",
     "tile_starts",
+    "tiled_voxels",
 ]
 
 logger = get_logger(__name__)
@@ -125,6 +126,12 @@ def tile_starts(volume_shape: Sequence[int], tile: Sequence[int]) -> list[Triple
     """
     axes = [range(0, int(n), int(t)) for n, t in zip(volume_shape, tile)]
     return [(z, y, x) for z in axes[0] for y in axes[1] for x in axes[2]]
+
+
+def tiled_voxels(volume_shape: Sequence[int], tile: Sequence[int]) -> int:
+    """Output voxels non-overlapping ``tile``-sized tiles compute to cover the volume (the
+    last tile along an axis may reach beyond it): ``len(tile_starts(...)) × tile voxels``."""
+    return len(tile_starts(volume_shape, tile)) * math.prod(int(t) for t in tile)
 
 
 def _layer_module(network: nn.Module, layer: FeatureLayer) -> nn.Module:

@@ -29,6 +29,8 @@ __all__ = [
     "gaussian_importance_map",
     "pad_to_patch",
     "sliding_window_inference",
+    "sliding_window_voxels",
+    "windows_along",
 ]
 
 logger = get_logger(__name__)
@@ -51,6 +53,38 @@ def _check_step_fraction(step_fraction: float) -> float:
             f"step size must satisfy 0 < step <= 1 (of a patch), got {step_fraction=}"
         )
     return step_fraction
+
+
+def windows_along(size: int, patch: int, step_fraction: float) -> int:
+    """The number of windows along one axis: the fewest whose starts, spread evenly from 0
+    to ``size - patch``, are at most ``floor(step_fraction * patch)`` voxels apart (at least
+    1). ``size`` is at least ``patch`` (pad first).
+
+    Example:
+        >>> windows_along(10, 4, 0.5)  # starts 0, 2, 4, 6
+        4
+    """
+    max_step = max(1, int(patch * step_fraction + 1e-9))
+    return math.ceil((size - patch) / max_step) + 1
+
+
+def sliding_window_voxels(
+    image_shape: Sequence[int], patch_size: Sequence[int], step_fraction: float = 0.5
+) -> int:
+    """Output voxels a sliding-window prediction computes (windows × window voxels), the
+    image padded up to the patch first as :func:`sliding_window_inference` pads it.
+
+    Raises:
+        ConfigError: If a size or ``step_fraction`` is invalid.
+
+    Example:
+        >>> sliding_window_voxels((64, 20, 32), (32, 32, 32), 0.5)  # 3 x 1 x 1 windows
+        98304
+    """
+    shape = _as_shape3(image_shape, "image shape")
+    patch = _as_shape3(patch_size, "patch size")
+    step_fraction = _check_step_fraction(step_fraction)
+    return math.prod(windows_along(max(s, p), p, step_fraction) * p for s, p in zip(shape, patch))
 
 
 def compute_window_starts(
@@ -85,9 +119,7 @@ def compute_window_starts(
         raise ValueError(f"image {shape} is smaller than patch {patch}; pad it with pad_to_patch")
     per_axis = []
     for size, p in zip(shape, patch):
-        span = size - p
-        max_step = max(1, int(p * step_fraction + 1e-9))
-        n = math.ceil(span / max_step) + 1
+        span, n = size - p, windows_along(size, p, step_fraction)
         # Round i * span / (n - 1) half up with integers, so steps never exceed max_step.
         per_axis.append(
             [0] if n == 1 else [(2 * i * span + n - 1) // (2 * (n - 1)) for i in range(n)]

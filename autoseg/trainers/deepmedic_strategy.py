@@ -32,6 +32,7 @@ import torch
 from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
 
 from autoseg.errors import ConfigError
+from autoseg.inference.deepmedic_tiling import tiled_voxels
 from autoseg.networks import DeepMedicConfig
 from autoseg.networks.deepmedic_geometry import extract_pathway_inputs, input_boxes
 from autoseg.planner.plans import ConfigurationPlan, Plans
@@ -40,7 +41,6 @@ from autoseg.trainers.losses import DeepSupervisionLoss, SegmentationLoss
 from autoseg.trainers.sampling import SegmentSampler
 from autoseg.trainers.spatial import SpatialParams
 from autoseg.trainers.strategy import FamilyDefaults, LoaderSpec
-from autoseg.trainers.time_budget import sliding_window_voxels
 from autoseg.typing import Shape3
 
 __all__ = ["DeepMedicStrategy", "PathwayInputs", "segment_box"]
@@ -146,4 +146,6 @@ class DeepMedicStrategy:
     def inference_voxels(
         self, config: ConfigurationPlan, shape: Sequence[int], step_fraction: float
     ) -> int:
-        return sliding_window_voxels(shape, config.inference_patch_size, None)
+        # The planned segment, not the tile prediction uses (tile_output_shape, then
+        # balanced_tile): the budget's estimate as it has always been made.
+        return tiled_voxels(shape, config.inference_patch_size)

@@ -26,7 +26,6 @@ __all__ = [
     "epochs_for_budget",
     "estimate_validation_seconds",
     "parse_duration",
-    "sliding_window_voxels",
 ]
 
 EXPORT_SECONDS_PER_CASE = 2.0
@@ -94,25 +93,6 @@ def epochs_for_budget(
     remaining = budget_seconds - elapsed_seconds - final_validation_seconds
     more = math.floor(remaining / epoch_seconds) if epoch_seconds > 0 else max_epochs
     return int(min(max_epochs, max(1, epochs_done, epochs_done + more)))
-
-
-def sliding_window_voxels(
-    image_shape: Sequence[int], window: Sequence[int], step_fraction: float | None
-) -> int:
-    """Voxels a tiling covers (windows x window voxels).
-
-    With ``step_fraction`` the windows overlap as in the sliding window (step at most
-    ``floor(step_fraction * window)``); with None they tile without overlap (DeepMedic).
-    """
-    total = 1
-    for size, w in zip(image_shape, window):
-        if step_fraction is None:
-            count = max(1, math.ceil(size / w))
-        else:
-            step = max(1, math.floor(step_fraction * w))
-            count = 1 if size <= w else math.ceil((size - w) / step) + 1
-        total *= count * w
-    return int(total)
 
 
 def estimate_validation_seconds(

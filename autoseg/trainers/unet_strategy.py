@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from autoseg.errors import ConfigError
+from autoseg.inference.sliding_window import sliding_window_voxels
 from autoseg.networks import UNetConfig
 from autoseg.planner.plans import ConfigurationPlan, Plans
 from autoseg.trainers.augmentation import build_train_transforms
@@ -26,7 +27,6 @@ from autoseg.trainers.losses import DeepSupervisionLoss, SegmentationLoss, deep_
 from autoseg.trainers.sampling import PatchSampler
 from autoseg.trainers.spatial import SpatialParams
 from autoseg.trainers.strategy import FamilyDefaults, LoaderSpec
-from autoseg.trainers.time_budget import sliding_window_voxels
 
 __all__ = ["UNetStrategy", "supervision_factors"]
 
@@ -106,5 +106,4 @@ class UNetStrategy:
     def inference_voxels(
         self, config: ConfigurationPlan, shape: Sequence[int], step_fraction: float
     ) -> int:
-        padded = [max(s, p) for s, p in zip(shape, config.inference_patch_size)]
-        return sliding_window_voxels(padded, config.inference_patch_size, step_fraction)
+        return sliding_window_voxels(shape, config.inference_patch_size, step_fraction)

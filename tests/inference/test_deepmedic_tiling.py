@@ -17,6 +17,7 @@ from autoseg.inference.deepmedic_tiling import (
     tile_lattice,
     tile_output_shape,
     tile_starts,
+    tiled_voxels,
 )
 from autoseg.networks import (
     DeepMedicConfig,
@@ -98,6 +99,12 @@ def test_balanced_tiles_cover_the_volume_with_the_least_overshoot() -> None:
             assert b % lat == 0 and lat <= b <= t
             assert -(-n // b) == -(-n // t)  # as many tiles as the planned size needs
             assert b - lat < -(-n // -(-n // t))  # and no lattice step more than needed
+
+
+def test_tiled_voxels_count_non_overlapping_tiles() -> None:
+    # ceil(20 / 9) = 3 tiles along Z, one along Y and X
+    assert tiled_voxels((20, 9, 9), (9, 9, 9)) == 3 * 9 * 9 * 9
+    assert tiled_voxels((20, 9, 10), (9, 9, 9)) == len(tile_starts((20, 9, 10), (9, 9, 9))) * 729
 
 
 @pytest.mark.parametrize("tile", [(15, 15, 3), (30, 15, 6), (45, 45, 21)])

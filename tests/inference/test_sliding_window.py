@@ -14,6 +14,8 @@ from autoseg.inference.sliding_window import (
     gaussian_importance_map,
     pad_to_patch,
     sliding_window_inference,
+    sliding_window_voxels,
+    windows_along,
 )
 
 
@@ -57,6 +59,22 @@ def test_windows_cover_every_voxel_with_bounded_even_steps(shape, patch, step):
             assert len(axis_starts) == -(-span // max_step) + 1
     # Z varies slowest, X fastest: one window per grid point in row-major order.
     assert starts == sorted(starts)
+
+
+@pytest.mark.parametrize(("shape", "patch", "step"), LAYOUTS)
+def test_window_counts_are_the_windows_the_sliding_window_uses(shape, patch, step):
+    starts = compute_window_starts(shape, patch, step)
+    per_axis = [windows_along(n, p, step) for n, p in zip(shape, patch)]
+    assert per_axis == [len({s[axis] for s in starts}) for axis in range(3)]
+    assert sliding_window_voxels(shape, patch, step) == len(starts) * int(np.prod(patch))
+
+
+def test_window_voxels_pad_short_axes_to_the_patch():
+    # 64 voxels, window 32, step 16 -> 3 windows; 20 < 32 is padded to one window
+    assert sliding_window_voxels((64, 20, 32), (32, 32, 32), 0.5) == 3 * 32 * 32 * 32
+    assert sliding_window_voxels((64, 32, 32), (32, 32, 32), 0.5) == 3 * 32 * 32 * 32
+    with pytest.raises(ConfigError, match="step size"):
+        sliding_window_voxels((64, 32, 32), (32, 32, 32), 0.0)
 
 
 def test_window_start_errors():

@@ -9,7 +9,6 @@ from autoseg.trainers.time_budget import (
     epochs_for_budget,
     estimate_validation_seconds,
     parse_duration,
-    sliding_window_voxels,
 )
 
 
@@ -35,11 +34,7 @@ def test_epochs_for_budget() -> None:
     assert epochs_for_budget(10, 50, 0, 8, 20, max_epochs=1000) == 1
 
 
-def test_sliding_window_voxels_and_estimate() -> None:
-    # 64 voxels, window 32, step 16 -> 3 windows per axis
-    assert sliding_window_voxels((64, 32, 32), (32, 32, 32), 0.5) == 3 * 32 * 32 * 32
-    # DeepMedic tiles without overlap: ceil(20 / 9) = 3 per axis
-    assert sliding_window_voxels((20, 9, 9), (9, 9, 9), None) == 27 * 9 * 9
+def test_estimate_validation_seconds() -> None:
     assert estimate_validation_seconds([1000, 3000], 1e-3, 8) == pytest.approx(32 + 2 * 2.0)
 
 
