@@ -37,7 +37,8 @@ from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans, load_plans
 from autoseg.planner.run import dataset_digest, fingerprint_dataset, preprocess_planned, run_plan
 from autoseg.trainers.config import TrainConfig
-from autoseg.trainers.session import FoldSpec, Session, open_session
+from autoseg.trainers.session import FoldSpec, Session
+from autoseg.trainers.session_setup import open_session
 from autoseg.trainers.splits import load_or_make_splits
 from autoseg.workspace import Workspace
 

@@ -23,7 +23,8 @@ import torch
 from autoseg.cli import main
 from autoseg.planner.plans import load_plans
 from autoseg.trainers.config import TrainConfig
-from autoseg.trainers.session import FoldSpec, Session, open_session
+from autoseg.trainers.session import FoldSpec, Session
+from autoseg.trainers.session_setup import open_session
 from autoseg.trainers.splits import make_splits
 from autoseg.trainers.steps import train_step
 from autoseg.workspace import Workspace

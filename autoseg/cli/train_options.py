@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from autoseg.cli.options import positive_int
+from autoseg.durations import parse_duration
 from autoseg.errors import ConfigError
 from autoseg.trainers.config import (
     DEVICES,
@@ -19,7 +20,6 @@ from autoseg.trainers.config import (
     TrainConfig,
     TrainingRequest,
 )
-from autoseg.trainers.time_budget import parse_duration
 
 __all__ = ["add_train_arguments", "request_from_args"]
 

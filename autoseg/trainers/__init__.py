@@ -1,7 +1,7 @@
 """autoseg.trainers: cross-validated training of both network families (``autoseg train``).
 
-Names are imported lazily so that torch-free modules (``config``,
-``time_budget``, ``splits``) stay cheap to import from the CLI.
+Names are imported lazily so that the torch-free modules (``config``, ``time_budget``,
+``splits``) stay cheap to import from the CLI.
 """
 
 from __future__ import annotations

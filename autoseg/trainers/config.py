@@ -42,7 +42,7 @@ class TrainConfig:
             ``time_budget_seconds`` or, if that is None too, ``cpu_default_budget_seconds``).
         iters_per_epoch: Training iterations (batches) per epoch, >= 1; None = 250, shortened
             when a time budget is too short for 10 such epochs (see
-            :mod:`autoseg.trainers.epoch_budget`).
+            :mod:`autoseg.trainers.time_budget`).
         val_iters: Validation batches per epoch for the online pseudo-Dice, >= 1; None = 50,
             shortened in proportion with the epochs.
         time_budget_seconds: Wall-clock budget of one fold (seconds): after the first epoch

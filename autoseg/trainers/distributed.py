@@ -37,10 +37,10 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
+from autoseg.durations import parse_duration
 from autoseg.errors import AutosegError, ConfigError
 from autoseg.log import get_logger
 from autoseg.trainers.device import select_device
-from autoseg.trainers.time_budget import parse_duration
 
 if TYPE_CHECKING:
     from autoseg.trainers.optim import LRSchedule

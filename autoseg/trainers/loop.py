@@ -44,11 +44,12 @@ from autoseg.log import get_logger
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.device import select_device, use_amp
 from autoseg.trainers.distributed import FINAL_WAIT_SECONDS, DistContext, share_epoch_plan
-from autoseg.trainers.epoch_budget import fit_epochs
 from autoseg.trainers.history import EpochRecord, append_record, plot_progress, rewrite_log
 from autoseg.trainers.resume import resume_config
-from autoseg.trainers.session import FoldSpec, Session, open_session
+from autoseg.trainers.session import FoldSpec, Session
+from autoseg.trainers.session_setup import open_session
 from autoseg.trainers.steps import pseudo_dice, train_epoch, validate_epoch
+from autoseg.trainers.time_budget import fit_epochs
 from autoseg.trainers.validation import checkpoint_inputs, validate_cases
 from autoseg.workspace import FoldPaths
 
@@ -152,7 +153,12 @@ def run_epoch(session: Session, paths: FoldPaths) -> None:
     state.epoch += 1
     session.schedule.end_epoch(validation.loss)
     state.elapsed_seconds = session.elapsed()
-    changed = fit_epochs(session, timings, validation)
+    changed = fit_epochs(
+        session,
+        iteration_seconds=timings.median_iteration_seconds,
+        validation_seconds=validation.seconds,
+        seconds_per_voxel=validation.seconds_per_voxel,
+    )
     if share_epoch_plan(session.dist, state, session.schedule, changed) and session.dist.is_main:
         _write_train_config(session, paths.train_config)
     patience = session.config.early_stopping_patience

@@ -10,7 +10,7 @@ loads weights only, with a fresh optimiser (DeepMedic's ``-resetopt``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -19,10 +19,8 @@ from autoseg.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from autoseg.log import get_logger
 from autoseg.seeding import restore_rng_state
 from autoseg.trainers.config import TrainConfig
+from autoseg.trainers.session import Session
 from autoseg.trainers.state import TrainingState
-
-if TYPE_CHECKING:
-    from autoseg.trainers.session import Session
 
 __all__ = ["RUN_OPTIONS", "load_pretrained", "restore_session", "resume_config"]
 

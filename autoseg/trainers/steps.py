@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from autoseg.trainers.distributed import share_epoch_plan
 from autoseg.trainers.session import Session
-from autoseg.trainers.short_epochs import WARMUP_ITERATIONS, shorten_epochs
 from autoseg.trainers.strategy import confusion_counts
+from autoseg.trainers.time_budget import WARMUP_ITERATIONS, shorten_epochs
 
 __all__ = ["EpochTimings", "ValidationResult", "pseudo_dice", "train_epoch", "validate_epoch"]
 

@@ -126,18 +126,6 @@ def test_time_budget_sets_the_number_of_epochs(
     assert json.loads(state)["elapsed_seconds"] < 3.0 * 2
 
 
-def test_cpu_without_epochs_gets_the_default_budget() -> None:
-    from autoseg.trainers.session import _initial_state
-
-    state = _initial_state(TrainConfig(cpu_default_budget_seconds=120), torch.device("cpu"))
-    assert (state.epochs_source, state.budget_seconds, state.epochs_decided) == (
-        "cpu default budget", 120, False
-    )  # fmt: skip
-    assert (state.iters_per_epoch, state.val_iters) == (250, 50)
-    gpu = _initial_state(TrainConfig(), torch.device("cuda"))
-    assert (gpu.total_epochs, gpu.epochs_source) == (1000, "default")
-
-
 def test_short_budgets_shorten_the_epochs(
     planned: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -156,7 +144,8 @@ def test_worker_processes_feed_batches_and_stop(planned: Workspace) -> None:
     from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 
     from autoseg.planner.plans import load_plans
-    from autoseg.trainers.session import FoldSpec, open_session
+    from autoseg.trainers.session import FoldSpec
+    from autoseg.trainers.session_setup import open_session
 
     plans = load_plans(planned.plans_json)
     cases = tuple(sorted(p.stem for p in planned.root.glob("preprocessed/*/*.json")))
@@ -180,7 +169,8 @@ def test_loader_workers_are_set_up_like_every_forked_worker(
     thread: see test_parallel.py for why a forked worker needs it)."""
     from autoseg.planner.plans import load_plans
     from autoseg.trainers import sampling
-    from autoseg.trainers.session import FoldSpec, open_session
+    from autoseg.trainers.session import FoldSpec
+    from autoseg.trainers.session_setup import open_session
 
     marks = tmp_path / "marks"
     marks.mkdir()
