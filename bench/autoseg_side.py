@@ -35,7 +35,12 @@ from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.memory import estimate_training_breakdown
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans, load_plans
-from autoseg.planner.run import dataset_digest, fingerprint_dataset, preprocess_planned, run_plan
+from autoseg.planner.workflow import (
+    dataset_digest,
+    fingerprint_dataset,
+    preprocess_planned,
+    run_plan,
+)
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.session import FoldSpec, Session
 from autoseg.trainers.session_setup import open_session

@@ -20,7 +20,12 @@ from autoseg.data.verify import verify_dataset
 from autoseg.planner.hardware import detect_hardware
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.planner import plan_dataset
-from autoseg.planner.run import dataset_digest, fingerprint_dataset, preprocess_planned, run_plan
+from autoseg.planner.workflow import (
+    dataset_digest,
+    fingerprint_dataset,
+    preprocess_planned,
+    run_plan,
+)
 from autoseg.workspace import Workspace
 
 

@@ -244,9 +244,9 @@ def export_ram(full: bool, classes: int = 10) -> None:
 def predictor_speed(cases: int = 3) -> None:
     """Seconds per case of the real ``autoseg predict`` path on 120x160x160 phantoms."""
     from autoseg.data.synthetic import PhantomSpec, generate_phantom_dataset
+    from autoseg.inference.batch_prediction import PredictCommand, run_prediction
     from autoseg.inference.checkpoint import save_checkpoint
-    from autoseg.inference.run import PredictCommand, run_prediction
-    from autoseg.planner.run import run_plan
+    from autoseg.planner.workflow import run_plan
     from autoseg.workspace import Workspace
 
     with tempfile.TemporaryDirectory() as folder:

@@ -45,8 +45,8 @@ def add_plan(p: argparse.ArgumentParser) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from autoseg.planner.run import run_plan
     from autoseg.planner.summary import format_plan_summary
+    from autoseg.planner.workflow import run_plan
 
     report = run_plan(
         args.dataset,
@@ -80,7 +80,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from autoseg.cli.train_options import request_from_args
     from autoseg.errors import ConfigError
-    from autoseg.trainers.run import format_results, run_training
+    from autoseg.trainers.cross_validation import format_results, run_training
 
     if args.folds is not None and args.fold is not None:
         raise ConfigError("give the folds once: fold=FOLDS or --fold K, not both")

@@ -111,7 +111,11 @@ def add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from autoseg.inference.run import PredictCommand, parse_feature_layers, run_prediction
+    from autoseg.inference.batch_prediction import (
+        PredictCommand,
+        parse_feature_layers,
+        run_prediction,
+    )
 
     report = run_prediction(
         PredictCommand(

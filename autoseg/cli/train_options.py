@@ -127,7 +127,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def request_from_args(args: argparse.Namespace, folds: list[int | str]) -> TrainingRequest:
-    """The :class:`~autoseg.trainers.run.TrainingRequest` of parsed ``autoseg train`` options.
+    """The :class:`~autoseg.trainers.config.TrainingRequest` of parsed ``autoseg train`` options.
 
     Raises:
         ConfigError: for invalid option values (e.g. a negative learning rate).

@@ -32,8 +32,8 @@ from autoseg.workspace import Workspace
 
 if TYPE_CHECKING:
     from autoseg.ensembling.best_choice import BestChoice
-    from autoseg.inference.run import PredictionReport
-    from autoseg.planner.run import PlanReport
+    from autoseg.inference.batch_prediction import PredictionReport
+    from autoseg.planner.workflow import PlanReport
     from autoseg.trainers.loop import FoldResult
     from autoseg.viz.overlays import OverlayLayout
 

@@ -24,9 +24,9 @@ from autoseg.workspace import Workspace
 if TYPE_CHECKING:
     from autoseg.demo.settings import DemoSettings
     from autoseg.ensembling.best_choice import BestChoice
-    from autoseg.inference.run import PredictionReport
+    from autoseg.inference.batch_prediction import PredictionReport
     from autoseg.planner.plans import Plans
-    from autoseg.planner.run import PlanReport
+    from autoseg.planner.workflow import PlanReport
     from autoseg.trainers.loop import FoldResult
     from autoseg.trainers.splits import Splits
     from autoseg.viz.overlays import OverlayLayout
@@ -97,7 +97,7 @@ def check_workspace(paths: DemoPaths) -> None:
 
 def plan_step(paths: DemoPaths, settings: DemoSettings) -> PlanReport:
     """``autoseg plan <work>/demo_data --heuristics <work>/demo_heuristics.json``."""
-    from autoseg.planner.run import run_plan
+    from autoseg.planner.workflow import run_plan
 
     overrides = settings.heuristics_json()
     if read_json(paths.heuristics) != overrides:
@@ -162,7 +162,7 @@ def train_step(paths: DemoPaths, settings: DemoSettings) -> list[FoldResult]:
     """``autoseg train fold=0..k-1`` for every planned configuration (resuming unfinished
     folds, skipping finished ones)."""
     from autoseg.trainers.config import TrainingRequest
-    from autoseg.trainers.run import run_training
+    from autoseg.trainers.cross_validation import run_training
 
     folds: tuple[int | str, ...] = tuple(range(settings.num_folds))
     request = TrainingRequest(configs=("all",), folds=folds, config=settings.train, resume=True)
@@ -182,7 +182,7 @@ def predict_step(paths: DemoPaths, settings: DemoSettings) -> PredictionReport:
     Raises:
         InputError: if a held-out case failed (the report names it).
     """
-    from autoseg.inference.run import PredictCommand, run_prediction
+    from autoseg.inference.batch_prediction import PredictCommand, run_prediction
 
     report = run_prediction(
         PredictCommand(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from autoseg.planner.run import PlanReport
+    from autoseg.planner.workflow import PlanReport
 
 __all__ = ["format_plan_summary"]
 

@@ -31,7 +31,7 @@ _WHERE = {
     "TrainingRequest": "config",
     "TrainingStrategy": "strategy",
     "make_splits": "splits",
-    "run_training": "run",
+    "run_training": "cross_validation",
     "train_fold": "loop",
 }
 

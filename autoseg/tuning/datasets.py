@@ -72,7 +72,7 @@ def prepare_datasets(
         DatasetError: if a dataset cannot be read or has problems.
     """
     from autoseg.data.formats import load_dataset
-    from autoseg.planner.run import prepare_dataset
+    from autoseg.planner.workflow import prepare_dataset
 
     datasets = [load_dataset(Path(p)) for p in paths]
     folders = _folder_names([d.name for d in datasets])

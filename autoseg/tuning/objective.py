@@ -136,7 +136,7 @@ def _plan(
 ) -> None:
     import optuna
 
-    from autoseg.planner.run import run_plan
+    from autoseg.planner.workflow import run_plan
 
     seed_trial_workspace(dataset, workspace)
     try:
@@ -181,7 +181,7 @@ def _train(
     import optuna
     import torch
 
-    from autoseg.trainers.run import run_training
+    from autoseg.trainers.cross_validation import run_training
 
     try:
         results = run_training(workspace, _training_request(context), on_epoch=reporter.on_epoch)

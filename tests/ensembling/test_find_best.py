@@ -54,7 +54,7 @@ def reference() -> np.ndarray:
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A planned workspace (source.json + plans.json) of a 6-case dataset of known labels."""
-    from autoseg.planner.run import run_plan
+    from autoseg.planner.workflow import run_plan
 
     root = tmp_path_factory.mktemp("findbest")
     dataset = root / "dataset"

@@ -64,7 +64,7 @@ EXPECTED_DICE = {
 
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from autoseg.planner.run import run_plan
+    from autoseg.planner.workflow import run_plan
 
     root = tmp_path_factory.mktemp("cv")
     dataset = root / "dataset"

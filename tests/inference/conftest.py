@@ -27,7 +27,7 @@ from autoseg.networks import (
     build_network,
 )
 from autoseg.planner.plans import Plans, load_plans
-from autoseg.planner.run import run_plan
+from autoseg.planner.workflow import run_plan
 from autoseg.workspace import Workspace
 
 K3 = (3, 3, 3)

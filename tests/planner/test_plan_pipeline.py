@@ -18,7 +18,7 @@ from autoseg.planner.fingerprint_io import load_fingerprint
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import HardwareTarget, load_plans, preprocessing_settings
-from autoseg.planner.run import run_plan
+from autoseg.planner.workflow import run_plan
 from autoseg.preprocessing.crop import uncrop
 from autoseg.preprocessing.resample import resample_label
 from autoseg.preprocessing.store import load_preprocessed_case

@@ -49,7 +49,7 @@ def planned_root(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """A workspace planned (and preprocessed) from the tiny phantom; never modify it."""
-    from autoseg.planner.run import run_plan
+    from autoseg.planner.workflow import run_plan
 
     root = tmp_path_factory.mktemp("planned") / "work"
     run_plan(

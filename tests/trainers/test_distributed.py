@@ -133,7 +133,7 @@ def _train_two_folds(dist: DistContext, work: Path) -> dict[str, Any]:
     from autoseg.planner.plans import load_plans
     from autoseg.trainers import loop, steps
     from autoseg.trainers.config import TrainConfig
-    from autoseg.trainers.run import load_source_dataset
+    from autoseg.trainers.cross_validation import load_source_dataset
     from autoseg.trainers.session import FoldSpec, Session
 
     seen: dict[str, Any] = {"inputs": [], "counts": [], "before": None, "epochs": []}

@@ -15,7 +15,7 @@ import torch
 from autoseg.errors import CheckpointError, ConfigError
 from autoseg.trainers import loop
 from autoseg.trainers.config import TrainConfig, TrainingRequest
-from autoseg.trainers.run import run_training
+from autoseg.trainers.cross_validation import run_training
 from autoseg.workspace import Workspace
 
 FAST = {"iters_per_epoch": 2, "val_iters": 1, "num_workers": 0, "device": "cpu"}

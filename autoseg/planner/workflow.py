@@ -28,7 +28,7 @@ from autoseg.planner.hardware import detect_hardware
 from autoseg.planner.heuristics import load_heuristics
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans, load_plans, preprocessing_settings
-from autoseg.preprocessing.run import PreprocessingReport, preprocess_dataset
+from autoseg.preprocessing.dataset import PreprocessingReport, preprocess_dataset
 from autoseg.workspace import Workspace
 
 __all__ = [
