@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from autoseg.data.synthetic import case_id_of
 from autoseg.demo.data import prepare_demo_data
@@ -27,15 +27,13 @@ from autoseg.demo.steps import (
     splits_step,
     train_step,
 )
+from autoseg.ensembling.best_choice import BestChoice
+from autoseg.inference.batch_prediction import PredictionReport
 from autoseg.log import get_logger
+from autoseg.planner.workflow import PlanReport
+from autoseg.trainers.loop import FoldResult
+from autoseg.viz.overlays import OverlayLayout
 from autoseg.workspace import Workspace
-
-if TYPE_CHECKING:
-    from autoseg.ensembling.best_choice import BestChoice
-    from autoseg.inference.batch_prediction import PredictionReport
-    from autoseg.planner.workflow import PlanReport
-    from autoseg.trainers.loop import FoldResult
-    from autoseg.viz.overlays import OverlayLayout
 
 __all__ = ["DemoResult", "run_demo", "run_demo_settings"]
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from autoseg.data.synthetic import PhantomSpec
 from autoseg.errors import ConfigError
 from autoseg.frozendict import FrozenDict
@@ -127,8 +129,6 @@ def demo_threads(cpu_count: int | None = None) -> int:
 
 
 def _gpu_available() -> bool:
-    import torch
-
     return bool(torch.cuda.is_available())
 
 

@@ -13,23 +13,26 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from autoseg.artefacts import content_digest, is_current, read_json, text_digest
 from autoseg.atomic import atomic_write_json
+from autoseg.data.formats import load_dataset
+from autoseg.demo.settings import DemoSettings
+from autoseg.ensembling import find_best
+from autoseg.ensembling.best_choice import BestChoice
 from autoseg.errors import ConfigError, InputError
+from autoseg.evaluation import evaluate_and_write
+from autoseg.inference.batch_prediction import PredictCommand, PredictionReport, run_prediction
 from autoseg.log import get_logger
+from autoseg.planner.plans import Plans
+from autoseg.planner.workflow import PlanReport, run_plan
+from autoseg.trainers.config import TrainingRequest
+from autoseg.trainers.cross_validation import run_training
+from autoseg.trainers.loop import FoldResult
+from autoseg.trainers.splits import Splits, load_or_make_splits, make_splits
+from autoseg.viz.overlays import OverlayLayout, render_overlay
 from autoseg.workspace import Workspace
-
-if TYPE_CHECKING:
-    from autoseg.demo.settings import DemoSettings
-    from autoseg.ensembling.best_choice import BestChoice
-    from autoseg.inference.batch_prediction import PredictionReport
-    from autoseg.planner.plans import Plans
-    from autoseg.planner.workflow import PlanReport
-    from autoseg.trainers.loop import FoldResult
-    from autoseg.trainers.splits import Splits
-    from autoseg.viz.overlays import OverlayLayout
 
 __all__ = [
     "DemoPaths",
@@ -97,8 +100,6 @@ def check_workspace(paths: DemoPaths) -> None:
 
 def plan_step(paths: DemoPaths, settings: DemoSettings) -> PlanReport:
     """``autoseg plan <work>/demo_data --heuristics <work>/demo_heuristics.json``."""
-    from autoseg.planner.workflow import run_plan
-
     overrides = settings.heuristics_json()
     if read_json(paths.heuristics) != overrides:
         atomic_write_json(paths.heuristics, overrides)
@@ -108,9 +109,6 @@ def plan_step(paths: DemoPaths, settings: DemoSettings) -> PlanReport:
 def splits_step(paths: DemoPaths, plans: Plans, num_folds: int) -> Splits:
     """Write (or reuse) a ``num_folds``-fold ``splits.json``, made as ``autoseg train`` makes
     its 5-fold one (grouped by patient, stratified by class); training then reuses it."""
-    from autoseg.data.formats import load_dataset
-    from autoseg.trainers.splits import Splits, load_or_make_splits, make_splits
-
     dataset = load_dataset(paths.data)
     case_ids = sorted(c.case_id for c in dataset.cases)
     groups = {c.case_id: c.group for c in dataset.cases}
@@ -161,9 +159,6 @@ def reset_stale_results(paths: DemoPaths, settings: DemoSettings) -> bool:
 def train_step(paths: DemoPaths, settings: DemoSettings) -> list[FoldResult]:
     """``autoseg train fold=0..k-1`` for every planned configuration (resuming unfinished
     folds, skipping finished ones)."""
-    from autoseg.trainers.config import TrainingRequest
-    from autoseg.trainers.cross_validation import run_training
-
     folds: tuple[int | str, ...] = tuple(range(settings.num_folds))
     request = TrainingRequest(configs=("all",), folds=folds, config=settings.train, resume=True)
     return run_training(paths.workspace, request)
@@ -171,8 +166,6 @@ def train_step(paths: DemoPaths, settings: DemoSettings) -> list[FoldResult]:
 
 def find_best_step(paths: DemoPaths, seed: int) -> BestChoice:
     """``autoseg find-best`` over every trained configuration and their ensemble."""
-    from autoseg.ensembling import find_best
-
     return find_best(paths.workspace, None, metric="dice", seed=seed)
 
 
@@ -182,8 +175,6 @@ def predict_step(paths: DemoPaths, settings: DemoSettings) -> PredictionReport:
     Raises:
         InputError: if a held-out case failed (the report names it).
     """
-    from autoseg.inference.batch_prediction import PredictCommand, run_prediction
-
     report = run_prediction(
         PredictCommand(
             inputs=(paths.data / "imagesTs",),
@@ -205,8 +196,6 @@ def predict_step(paths: DemoPaths, settings: DemoSettings) -> PredictionReport:
 
 def evaluate_step(paths: DemoPaths) -> dict[str, Any]:
     """``autoseg evaluate demo_predictions demo_data/labelsTs --out demo_evaluation``."""
-    from autoseg.evaluation import evaluate_and_write
-
     return evaluate_and_write(
         paths.predictions,
         paths.data / "labelsTs",
@@ -219,8 +208,6 @@ def overlay_step(
     paths: DemoPaths, case_id: str, file_ending: str, label_names: dict[int, str]
 ) -> OverlayLayout:
     """``autoseg show`` of one held-out case: its first channel, prediction and reference."""
-    from autoseg.viz.overlays import render_overlay
-
     return render_overlay(
         paths.data / "imagesTs" / f"{case_id}_0000{file_ending}",
         paths.overlay(case_id),

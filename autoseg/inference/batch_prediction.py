@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+
 from autoseg.data.case_io import reference_image_path
 from autoseg.data.dataset import Case
 from autoseg.data.verify import Problem, verify_cases
@@ -145,8 +147,6 @@ def run_prediction(command: PredictCommand) -> PredictionReport:
 
 
 def _set_threads(device_type: str, threads: int | None) -> None:
-    import torch
-
     if threads is not None:
         torch.set_num_threads(threads)
     elif device_type == "cpu":

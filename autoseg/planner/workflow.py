@@ -18,6 +18,7 @@ import numpy as np
 from autoseg.artefacts import content_digest, files_digest, is_current, text_digest
 from autoseg.atomic import atomic_write_json
 from autoseg.data.dataset import Case, Dataset
+from autoseg.data.formats import load_dataset
 from autoseg.data.verify import verify_dataset
 from autoseg.errors import DatasetError
 from autoseg.log import get_logger
@@ -82,8 +83,6 @@ def fingerprint_dataset(
 def _verify(path: Path, workspace: Workspace, digest: str, num_workers: int) -> Dataset:
     marker = workspace.root / "verify.json"
     if is_current(marker, {"dataset": digest}):
-        from autoseg.data.formats import load_dataset
-
         return load_dataset(path)
     report = verify_dataset(path, num_workers=num_workers)
     if not report.ok or report.dataset is None:
@@ -111,8 +110,6 @@ def prepare_dataset(
     Raises:
         DatasetError: if the dataset has problems (all are logged) or cannot be read.
     """
-    from autoseg.data.formats import load_dataset
-
     dataset = load_dataset(dataset_path)
     digest = dataset_digest(dataset)
     dataset = _verify(dataset_path, workspace, digest, num_workers)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 import torch.distributed as tdist
+from torch.nn.parallel import DistributedDataParallel
 
 from autoseg.durations import parse_duration
 from autoseg.errors import AutosegError, ConfigError
@@ -123,8 +125,6 @@ def detect_launch(environ: Mapping[str, str] | None = None) -> Launch | None:
             inconsistent (e.g. ``RANK`` not below ``WORLD_SIZE``).
         ConfigError: if ``AUTOSEG_DIST_TIMEOUT`` is not a duration.
     """
-    import os
-
     env = os.environ if environ is None else environ
     if "WORLD_SIZE" not in env:
         return None
@@ -211,8 +211,6 @@ class DistContext:
         """``module`` in DistributedDataParallel (rank 0's weights are broadcast), or as is."""
         if not self.is_distributed:
             return module
-        from torch.nn.parallel import DistributedDataParallel
-
         if self.device is not None and self.device.type == "cuda":
             index = self.device.index
             return DistributedDataParallel(module, device_ids=[index], output_device=index)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from batchgenerators.augmentations.utils import (
     create_matrix_rotation_x_3d,
     create_matrix_rotation_y_3d,
@@ -220,8 +221,6 @@ def _interpolate(image: np.ndarray, points: np.ndarray, order: int) -> list[np.n
 def _trilinear(block: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``map_coordinates(order=1, mode="nearest")`` of every channel of ``block`` (C×Z×Y×X)
     at ``points`` (3×…), with torch's ``grid_sample`` (2-3x faster on CPU, equal to 1e-4)."""
-    import torch
-
     sizes = np.asarray(block.shape[1:], np.float32).reshape(3, 1, 1, 1)
     normalised = 2.0 * points / np.maximum(sizes - 1, 1) - 1.0
     grid = torch.from_numpy(np.ascontiguousarray(normalised[::-1].transpose(1, 2, 3, 0)))

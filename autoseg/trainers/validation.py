@@ -30,6 +30,8 @@ from autoseg.data.dataset import Dataset
 from autoseg.data.imageio import read_image
 from autoseg.evaluation.metrics import compute_case_metrics
 from autoseg.evaluation.summary import summarize
+from autoseg.inference.export import export_prediction
+from autoseg.inference.probabilities import predict_probabilities
 from autoseg.log import get_logger, progress
 from autoseg.planner.plans import Plans
 from autoseg.preprocessing.store import load_preprocessed_case
@@ -50,9 +52,6 @@ def _predict_case(
     out_dir: Path,
     options: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    from autoseg.inference.export import export_prediction
-    from autoseg.inference.probabilities import predict_probabilities
-
     plan = plans.configuration(config_name)
     preprocessed = load_preprocessed_case(data_dir, case_id, mmap=False)  # writable arrays
     probabilities = predict_probabilities(

@@ -4,7 +4,8 @@ Modules: ``request`` (options), ``storage`` (RDB storage with heartbeats), ``stu
 (create/join, sampler, pruner), ``worker`` (the ask/tell loop shared by many workers),
 ``objective`` (plan, train, score one trial), ``progress`` (intermediate values),
 ``datasets`` (shared verify/fingerprint), ``report`` (``--show``), ``run`` (entry points).
-Nothing heavy is imported here; torch and optuna load inside the functions that need them.
+The CLI imports this package only inside the ``tune`` handler; Matplotlib loads only when
+``--show`` draws its plots.
 """
 
 from __future__ import annotations

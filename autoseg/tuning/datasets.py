@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoseg.atomic import atomic_path
+from autoseg.data.formats import load_dataset
 from autoseg.log import get_logger
+from autoseg.planner.workflow import prepare_dataset
 from autoseg.workspace import Workspace
 
 __all__ = [
@@ -71,9 +73,6 @@ def prepare_datasets(
     Raises:
         DatasetError: if a dataset cannot be read or has problems.
     """
-    from autoseg.data.formats import load_dataset
-    from autoseg.planner.workflow import prepare_dataset
-
     datasets = [load_dataset(Path(p)) for p in paths]
     folders = _folder_names([d.name for d in datasets])
     prepared = []

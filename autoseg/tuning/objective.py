@@ -25,23 +25,24 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import optuna
+import torch
 
 from autoseg.atomic import atomic_write_json
 from autoseg.errors import ConfigError, PlansError
 from autoseg.log import get_logger
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.search_space import suggest_heuristics
+from autoseg.planner.workflow import run_plan
+from autoseg.trainers.config import TrainConfig, TrainingRequest
+from autoseg.trainers.cross_validation import run_training
 from autoseg.tuning.datasets import PreparedDataset, seed_trial_workspace, share_splits
 from autoseg.tuning.progress import IntermediateReporter
 from autoseg.tuning.request import TuneRequest
 from autoseg.tuning.worker import REASON_ATTR, TrialFailure
 from autoseg.workspace import Workspace
-
-if TYPE_CHECKING:
-    import optuna
-
-    from autoseg.trainers.config import TrainingRequest
 
 __all__ = [
     "HEURISTICS_ATTR",
@@ -116,8 +117,6 @@ class TrialObjective:
 
 
 def _sample(trial: optuna.Trial, context: TrialContext) -> PlannerHeuristics:
-    import optuna
-
     try:
         heuristics = suggest_heuristics(trial, on_cpu=context.on_cpu, base=context.base_heuristics)
     except ConfigError as err:
@@ -134,10 +133,6 @@ def _plan(
     heuristics_path: Path,
     context: TrialContext,
 ) -> None:
-    import optuna
-
-    from autoseg.planner.workflow import run_plan
-
     seed_trial_workspace(dataset, workspace)
     try:
         run_plan(
@@ -155,8 +150,6 @@ def _plan(
 
 
 def _training_request(context: TrialContext) -> TrainingRequest:
-    from autoseg.trainers.config import TrainConfig, TrainingRequest
-
     request = context.request
     config = TrainConfig(
         epochs=request.epochs,
@@ -178,11 +171,6 @@ def _train(
     context: TrialContext,
     reporter: IntermediateReporter,
 ) -> list[dict[str, Any]]:
-    import optuna
-    import torch
-
-    from autoseg.trainers.cross_validation import run_training
-
     try:
         results = run_training(workspace, _training_request(context), on_epoch=reporter.on_epoch)
     except torch.OutOfMemoryError as err:

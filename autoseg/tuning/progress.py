@@ -12,14 +12,11 @@ so far, of each unit's latest moving average (EMA) of the mean pseudo-Dice.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+
+import optuna
 
 from autoseg.log import get_logger
-
-if TYPE_CHECKING:
-    import optuna
-
-    from autoseg.trainers.session import Session
+from autoseg.trainers.session import Session
 
 __all__ = ["MAX_STEP", "IntermediateReporter"]
 
@@ -65,8 +62,6 @@ class IntermediateReporter:
         Raises:
             optuna.TrialPruned: if the trial should stop.
         """
-        import optuna
-
         key = (self.dataset, session.spec.config_name, str(session.spec.fold))
         ema = session.state.ema
         self._ema[key] = math.nan if ema is None else float(ema)

@@ -12,7 +12,10 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import optuna
+from optuna.importance import FanovaImportanceEvaluator
 
 from autoseg import __version__
 from autoseg.atomic import atomic_path, atomic_write_json
@@ -20,9 +23,6 @@ from autoseg.log import get_logger
 from autoseg.tuning.objective import HEURISTICS_ATTR, SCORES_ATTR
 from autoseg.tuning.study import SETTINGS_ATTR
 from autoseg.tuning.worker import REASON_ATTR
-
-if TYPE_CHECKING:
-    import optuna
 
 __all__ = ["BEST_HEURISTICS_SCHEMA_VERSION", "StudyOverview", "format_overview", "show_study"]
 
@@ -58,9 +58,6 @@ class StudyOverview:
 
 
 def _importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | None]:
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator
-
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(completed) < 2:
         return None, f"needs >= 2 completed trials, the study has {len(completed)}"
@@ -76,8 +73,6 @@ def _importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | No
 
 
 def _best(study: optuna.Study) -> dict[str, Any] | None:
-    import optuna
-
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not completed:
         return None
@@ -105,8 +100,6 @@ def _write_plots(study: optuna.Study, folder: Path, with_importances: bool) -> d
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization import matplotlib as optuna_plots
 
     files = {}

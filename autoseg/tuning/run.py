@@ -15,20 +15,23 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import optuna
+import torch
+
+from autoseg.data.formats import load_dataset
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger
+from autoseg.planner.heuristics import load_heuristics
+from autoseg.planner.search_space import default_params
+from autoseg.tuning.datasets import prepare_datasets
+from autoseg.tuning.objective import TrialContext, TrialObjective
+from autoseg.tuning.report import StudyOverview, show_study
 from autoseg.tuning.request import TuneRequest
 from autoseg.tuning.storage import default_storage_url, open_storage, redact_url
-from autoseg.tuning.study import default_study_name, study_folder_name
-from autoseg.tuning.worker import TrialOutcome
+from autoseg.tuning.study import default_study_name, make_pruner, open_study, study_folder_name
+from autoseg.tuning.worker import TrialOutcome, fail_stale_trials, run_worker
 from autoseg.workspace import Workspace
-
-if TYPE_CHECKING:
-    import optuna
-
-    from autoseg.tuning.report import StudyOverview
 
 __all__ = ["TuneReport", "format_tune_report", "run_show", "run_tune", "study_dir"]
 
@@ -65,8 +68,6 @@ def study_dir(workspace: Workspace, study_name: str) -> Path:
 
 
 def _resolve_device(request: TuneRequest) -> str:
-    import torch
-
     available = torch.cuda.is_available()
     if request.device == "cuda" and not available:
         raise ConfigError("--device cuda was requested but no CUDA device is available")
@@ -88,13 +89,6 @@ def run_tune(workspace: Workspace, request: TuneRequest) -> TuneReport:
             settings, base heuristics outside the search space.
         DatasetError: if a dataset cannot be read or fails verification.
     """
-    from autoseg.planner.heuristics import load_heuristics
-    from autoseg.planner.search_space import default_params
-    from autoseg.tuning.datasets import prepare_datasets
-    from autoseg.tuning.objective import TrialContext, TrialObjective
-    from autoseg.tuning.study import make_pruner, open_study
-    from autoseg.tuning.worker import run_worker
-
     device = _resolve_device(request)
     base = load_heuristics(request.base_heuristics)
     try:
@@ -135,8 +129,6 @@ def _report(
     target: int,
     outcomes: Sequence[TrialOutcome],
 ) -> TuneReport:
-    import optuna
-
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value if t.value is not None else -math.inf, default=None)
@@ -187,12 +179,6 @@ def run_show(
     Raises:
         ConfigError: an unusable storage, or no such study (listing the ones there are).
     """
-    import optuna
-
-    from autoseg.data.formats import load_dataset
-    from autoseg.tuning.report import show_study
-    from autoseg.tuning.worker import fail_stale_trials
-
     url = _storage_url(workspace, storage)
     rdb = open_storage(url, heartbeat_seconds=heartbeat_seconds)
     existing = optuna.study.get_all_study_names(storage=rdb)

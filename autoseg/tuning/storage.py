@@ -11,14 +11,15 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import optuna
+from sqlalchemy import exc
+from sqlalchemy.engine import make_url
 
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger
 from autoseg.workspace import Workspace
-
-if TYPE_CHECKING:
-    import optuna
 
 __all__ = ["default_storage_url", "open_storage", "redact_url"]
 
@@ -36,8 +37,6 @@ def default_storage_url(workspace: Workspace) -> str:
 def redact_url(url: str) -> str:
     """The URL with any password masked (for messages and logs)."""
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL has no password we could find either
         return url
@@ -58,9 +57,6 @@ def open_storage(url: str, *, heartbeat_seconds: int = 60) -> optuna.storages.RD
         ConfigError: if the URL cannot be parsed, its driver is missing, or the database
             cannot be reached.
     """
-    import optuna
-    from sqlalchemy import exc
-
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": _SQLITE_TIMEOUT_SECONDS}
@@ -96,8 +92,6 @@ def open_storage(url: str, *, heartbeat_seconds: int = 60) -> optuna.storages.RD
 
 def _is_collision(err: Exception) -> bool:
     """A lock or a concurrent table creation (worth a retry), not a wrong or missing database."""
-    from sqlalchemy import exc
-
     text = str(err).lower()
     return isinstance(err, exc.IntegrityError) or any(
         word in text for word in ("locked", "already exists", "busy", "duplicate")

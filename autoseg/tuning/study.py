@@ -13,15 +13,13 @@ import re
 import time
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import optuna
 
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger
-
-if TYPE_CHECKING:
-    import optuna
 
 __all__ = [
     "DEFAULTS_ATTR",
@@ -73,8 +71,6 @@ def open_study(
         ConfigError: if the existing study was created with other settings, or maximises
             something else.
     """
-    import optuna
-
     settings = json.loads(json.dumps(settings))
     try:
         study = optuna.create_study(
@@ -128,8 +124,6 @@ def make_sampler(seed: int, trial_number: int) -> optuna.samplers.TPESampler:
     A per-trial seed keeps one worker's study reproducible while parallel workers (same
     ``--seed``) still draw different parameters.
     """
-    import optuna
-
     derived = int(np.random.SeedSequence([int(seed), int(trial_number)]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -144,8 +138,6 @@ def make_pruner(
     Intermediate values are reported at steps 1..100, the percent of a trial's training
     done, so trials of any length compare at the same steps.
     """
-    import optuna
-
     if name == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=startup_trials, n_warmup_steps=warmup_percent

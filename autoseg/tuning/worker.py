@@ -16,14 +16,13 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
 
 from autoseg.errors import AutosegError
 from autoseg.log import get_logger
 from autoseg.tuning.study import make_sampler
-
-if TYPE_CHECKING:
-    import optuna
 
 __all__ = ["REASON_ATTR", "TrialFailure", "TrialOutcome", "fail_stale_trials", "run_worker"]
 
@@ -82,8 +81,6 @@ class _Heartbeat:
 
 def fail_stale_trials(study: optuna.Study) -> None:
     """Mark trials whose worker stopped sending heartbeats FAIL (and queue their retry)."""
-    import optuna
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -91,8 +88,6 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 def _count_ahead(study: optuna.Study, number: int) -> int:
     """Finished trials plus running trials that started before trial ``number``."""
-    from optuna.trial import TrialState
-
     trials = study.get_trials(deepcopy=False)
     mine = next(t for t in trials if t.number == number)
     key = (mine.datetime_start, number)
@@ -106,8 +101,6 @@ def _count_ahead(study: optuna.Study, number: int) -> int:
 
 
 def _finished_or_running(study: optuna.Study) -> int:
-    from optuna.trial import TrialState
-
     trials = study.get_trials(deepcopy=False)
     return sum(t.state.is_finished() or t.state == TrialState.RUNNING for t in trials)
 
@@ -145,8 +138,6 @@ def run_worker(
         trial = _ask(study)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         if _count_ahead(study, trial.number) >= trials:
-            from optuna.trial import TrialState
-
             storage.set_trial_state_values(trial_id, TrialState.WAITING)
             break
         study.sampler = make_sampler(seed, trial.number)
@@ -157,9 +148,6 @@ def run_worker(
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective) -> TrialOutcome:
-    import optuna
-    from optuna.trial import TrialState
-
     _log.info("trial %d started", trial.number)
     try:
         value = float(objective(trial))

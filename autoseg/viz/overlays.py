@@ -21,15 +21,18 @@ the PNG is written atomically.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from scipy import ndimage
 
 from autoseg.atomic import atomic_path
 from autoseg.data.geometry import Geometry
+from autoseg.data.imageio import read_image
 from autoseg.data.labels import label_entries
 from autoseg.errors import InputError
 from autoseg.log import get_logger
@@ -179,8 +182,6 @@ def largest_component_centre(labels: np.ndarray) -> tuple[tuple[int, int, int], 
     Returns:
         ``((z, y, x), component voxels)``, or None when there is no foreground.
     """
-    from scipy import ndimage
-
     components, count = ndimage.label(labels != 0, structure=np.ones((3, 3, 3), dtype=bool))
     if count == 0:
         return None
@@ -217,8 +218,6 @@ class OverlayVolumes:
 
 
 def _read_labels(path: Path, geometry: Geometry, what: str) -> np.ndarray:
-    from autoseg.data.imageio import read_image
-
     array, other = read_image(path)
     if array.ndim != 3:
         raise InputError(f"the {what} must be a 3D label map, got shape {array.shape}", path=path)
@@ -246,8 +245,6 @@ def load_overlay_volumes(
             than the image or non-integer values (the message names the file).
         DatasetError: an unreadable file.
     """
-    from autoseg.data.imageio import read_image
-
     array, geometry = read_image(image)
     channels = 1 if array.ndim == 3 else array.shape[0]
     if not 0 <= channel < channels:
@@ -272,8 +269,6 @@ def label_names_from_dataset_json(path: Path | str) -> dict[int, str]:
     Raises:
         InputError: if the file is missing, not JSON or has no ``labels`` object.
     """
-    import json
-
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
