@@ -3,21 +3,26 @@
 Masks are boolean arrays indexed ``[z, y, x]``; ``spacing_mm`` is the voxel size in mm along
 (Z, Y, X). Distances are in mm, volumes in ml (1 ml = 1000 mm³).
 
-Surfaces. The surface of a mask is its set of *boundary voxels*: mask voxels with at least
-one face neighbour (6-neighbourhood) outside the mask; voxels on the image border count as
-boundary (outside the image is background). Surface distances are Euclidean distances in mm
-between voxel centres, from each boundary voxel of one mask to the nearest boundary voxel of
-the other (``scipy.ndimage.distance_transform_edt`` with ``sampling=spacing_mm``). They are
-computed on the bounding box of pred ∪ ref: every voxel outside it is background in both
-masks, so erosion and distances inside the box equal the full-image ones exactly, at a
-fraction of the cost. Boxes larger than 2 million voxels (e.g. a stray blob far from the
-object) switch to an exact nearest-neighbour search (k-d tree) over the boundary voxels,
-whose cost follows the surface, not the volume.
+Surfaces. HD95 uses the *boundary voxels* of a mask (:mod:`autoseg.evaluation.surface`):
+mask voxels with at least one face neighbour (6-neighbourhood) outside the mask; voxels on
+the image border count as boundary (outside the image is background). Surface distances
+are Euclidean distances in mm between voxel centres, from each boundary voxel of one mask
+to the nearest boundary voxel of the other (``scipy.ndimage.distance_transform_edt`` with
+``sampling=spacing_mm``), as MONAI's ``compute_hausdorff_distance`` does. The NSD uses
+*surfels* weighted by their area (:mod:`autoseg.evaluation.surfels`), the published
+definition (DeepMind's ``surface-distance``, MONAI's ``compute_surface_dice`` with
+``use_subvoxels=True``). Both are computed on the bounding box of pred ∪ ref: every voxel
+outside it is background in both masks, so the results equal the full-image ones exactly,
+at a fraction of the cost; boxes above 2 million voxels switch to an exact k-d tree search.
 
 - **HD95** is symmetric: the larger of the two directed 95th percentiles (numpy's linear
   interpolation), ``max(P95(d(∂P→∂R)), P95(d(∂R→∂P)))``.
-- **NSD** (normalised surface Dice at tolerance τ mm) counts boundary *voxels* (not surface
-  area): ``(#{p∈∂P: d(p,∂R) ≤ τ} + #{r∈∂R: d(r,∂P) ≤ τ}) / (|∂P| + |∂R|)``.
+- **NSD** (normalised surface Dice at tolerance τ mm), with ``S_P``, ``S_R`` the surfels
+  and ``a(s)`` their areas: ``(Σ_{s∈S_P, d(s,S_R)≤τ} a(s) + Σ_{s∈S_R, d(s,S_P)≤τ} a(s)) /
+  (Σ_{S_P} a + Σ_{S_R} a)``.
+- :func:`boundary_voxel_nsd` is the older count of boundary voxels within τ (every voxel
+  weighs the same, whatever its share of the surface); it is not reported in tables and
+  differs a lot from the NSD on anisotropic images.
 
 Empty masks (the documented convention, also in docs/evaluation.md):
 
@@ -43,11 +48,13 @@ from typing import Any
 import numpy as np
 
 from autoseg.evaluation.surface import check_masks, check_spacing, directed_surface_distances
+from autoseg.evaluation.surfels import surface_dice_from_surfels, surfel_distances
 from autoseg.typing import Spacing3
 
 __all__ = [
     "METRIC_NAMES",
     "ROW_KEYS",
+    "boundary_voxel_nsd",
     "compute_case_metrics",
     "dice",
     "directed_surface_distances",
@@ -74,7 +81,7 @@ ROW_KEYS: tuple[str, ...] = (
 """Keys of a row of :func:`compute_case_metrics`, in order."""
 
 _TIE_MM = 1e-9
-"""Slack of the NSD's ``distance <= tolerance`` test, absorbing floating-point rounding."""
+"""Slack of the ``distance <= tolerance`` test, absorbing floating-point rounding."""
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -130,7 +137,7 @@ def _hd95_from(distances: tuple[np.ndarray, np.ndarray]) -> float:
     return float(max(np.percentile(distances[0], 95), np.percentile(distances[1], 95)))
 
 
-def _nsd_from(distances: tuple[np.ndarray, np.ndarray], tolerance_mm: float) -> float:
+def _voxel_nsd_from(distances: tuple[np.ndarray, np.ndarray], tolerance_mm: float) -> float:
     limit = tolerance_mm + _TIE_MM
     close = int(np.count_nonzero(distances[0] <= limit))
     close += int(np.count_nonzero(distances[1] <= limit))
@@ -156,10 +163,17 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing_mm: Sequence[float]) -> floa
     return _hd95_from(directed_surface_distances(pred, ref, spacing_mm))
 
 
+def _check_tolerance(tolerance_mm: float) -> None:
+    if not tolerance_mm >= 0:
+        raise ValueError(f"tolerance_mm must be >= 0, got {tolerance_mm=}")
+
+
 def normalized_surface_dice(
     pred: np.ndarray, ref: np.ndarray, spacing_mm: Sequence[float], tolerance_mm: float
 ) -> float:
-    """Normalised surface Dice: share of boundary voxels within ``tolerance_mm`` of the other.
+    """Normalised surface Dice: the share of surface *area* within ``tolerance_mm`` of the
+    other surface (surfels weighted by area, as DeepMind's ``surface-distance`` and MONAI's
+    ``compute_surface_dice(use_subvoxels=True)``; see the module docstring).
 
     Args:
         pred: Boolean mask (Z, Y, X).
@@ -173,15 +187,36 @@ def normalized_surface_dice(
     Raises:
         ValueError: on masks of different shape, bad spacing or a negative tolerance.
     """
-    if not tolerance_mm >= 0:
-        raise ValueError(f"tolerance_mm must be >= 0, got {tolerance_mm=}")
+    _check_tolerance(tolerance_mm)
     pred, ref = check_masks(pred, ref)
     has_pred, has_ref = bool(pred.any()), bool(ref.any())
     if not has_pred and not has_ref:
         return math.nan
     if not has_pred or not has_ref:
         return 0.0
-    return _nsd_from(directed_surface_distances(pred, ref, spacing_mm), tolerance_mm)
+    return surface_dice_from_surfels(surfel_distances(pred, ref, spacing_mm), tolerance_mm)
+
+
+def boundary_voxel_nsd(
+    pred: np.ndarray, ref: np.ndarray, spacing_mm: Sequence[float], tolerance_mm: float
+) -> float:
+    """The boundary-voxel count variant of the NSD (not the published one; see the module
+    docstring): ``(#{p∈∂P: d(p,∂R) ≤ τ} + #{r∈∂R: d(r,∂P) ≤ τ}) / (|∂P| + |∂R|)``.
+
+    Returns:
+        A value in [0, 1]; NaN if both masks are empty, 0 if exactly one is.
+
+    Raises:
+        ValueError: on masks of different shape, bad spacing or a negative tolerance.
+    """
+    _check_tolerance(tolerance_mm)
+    pred, ref = check_masks(pred, ref)
+    has_pred, has_ref = bool(pred.any()), bool(ref.any())
+    if not has_pred and not has_ref:
+        return math.nan
+    if not has_pred or not has_ref:
+        return 0.0
+    return _voxel_nsd_from(directed_surface_distances(pred, ref, spacing_mm), tolerance_mm)
 
 
 def _mask_metrics(
@@ -203,9 +238,9 @@ def _mask_metrics(
         "ref_volume_ml": n_ref * voxel_ml,
     }
     if n_pred and n_ref:
-        distances = directed_surface_distances(pred, ref, spacing)
-        row["hd95_mm"] = _hd95_from(distances)
-        row["nsd"] = _nsd_from(distances, tolerance_mm)
+        row["hd95_mm"] = _hd95_from(directed_surface_distances(pred, ref, spacing))
+        surfels = surfel_distances(pred, ref, spacing)
+        row["nsd"] = surface_dice_from_surfels(surfels, tolerance_mm)
     elif n_pred or n_ref:
         row["hd95_mm"] = image_diagonal_mm(pred.shape, spacing)
         row["nsd"] = 0.0

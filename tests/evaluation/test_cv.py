@@ -21,6 +21,7 @@ from autoseg.data.geometry import Geometry
 from autoseg.data.imageio import write_image
 from autoseg.errors import ConfigError, InputError, PlansError
 from autoseg.evaluation.cv import summarise_cv
+from autoseg.evaluation.surfels import neighbourhood_codes, surfel_area_table
 from autoseg.workspace import Workspace
 
 SHAPE = (16, 16, 16)
@@ -95,6 +96,11 @@ def ws(planned: Path, tmp_path: Path) -> Workspace:
     return work
 
 
+def surface_area_mm2(mask: np.ndarray) -> float:
+    """Total surfel area of a mask (the NSD's surface) at the test geometry's spacing."""
+    return float(surfel_area_table(GEOMETRY.spacing)[neighbourhood_codes(mask)].sum())
+
+
 def write_predictions(
     ws: Workspace, config: str, predict: Callable[[str], np.ndarray], geometry: Geometry = GEOMETRY
 ) -> None:
@@ -124,16 +130,21 @@ def test_known_overlaps_give_every_metric(ws: Workspace) -> None:
     assert missed_core["hd95_mm"] == pytest.approx(DIAGONAL_MM)  # one mask empty: diagonal
     assert missed_core["volume_difference_ml"] == pytest.approx(-64 * 0.002)
     # Core called lesion: the 32 inner boundary voxels facing the core along Z lie 2 mm from
-    # the cube's outer surface (8 % of 392 reference boundary voxels) -> HD95 2 mm; NSD at
-    # 1 mm: (296 + 296 + 64) / (296 + 392).
+    # the cube's outer surface (8 % of 392 reference boundary voxels) -> HD95 2 mm. NSD at
+    # 1 mm: the outer surfaces coincide, the reference's inner surface (the core's, >= 2 mm
+    # from the outer one) is out of tolerance.
+    outer, core = surface_area_mm2(reference("c05") > 0), surface_area_mm2(reference("c00") == 2)
     grown = table.loc[("c01", "1")]
     assert grown["iou"] == pytest.approx(448 / 512)
     assert grown["hd95_mm"] == pytest.approx(2.0)
-    assert grown["nsd"] == pytest.approx(656 / 688)
-    # The blob is 8 of 400 predicted boundary voxels (< 5 %): HD95 0, NSD (392 + 392) / 792.
+    assert grown["nsd"] == pytest.approx(2 * outer / (2 * outer + core))
+    # The blob is 8 of 400 predicted boundary voxels (< 5 %): HD95 0; NSD: only the blob's
+    # surface is out of tolerance.
     blob = table.loc[("c02", "1")]
     assert (blob["iou"], blob["hd95_mm"]) == (pytest.approx(448 / 456), 0.0)
-    assert blob["nsd"] == pytest.approx(784 / 792)
+    shell = surface_area_mm2(reference("c00") == 1)
+    blob_area = surface_area_mm2(prediction("c02") == 1) - shell
+    assert blob["nsd"] == pytest.approx(2 * shell / (2 * shell + blob_area))
     assert blob["volume_difference_ml"] == pytest.approx(8 * 0.002)
     assert table.loc[("c00", "1"), ["dice", "iou", "hd95_mm", "nsd"]].tolist() == [1, 1, 0, 1]
 

@@ -12,6 +12,7 @@ from autoseg.evaluation import surface
 from autoseg.evaluation.metrics import (
     METRIC_NAMES,
     ROW_KEYS,
+    boundary_voxel_nsd,
     compute_case_metrics,
     dice,
     directed_surface_distances,
@@ -61,9 +62,9 @@ def test_hd95_of_two_lines_scales_with_x_spacing(spacing, expected) -> None:
 
 
 @pytest.mark.parametrize(("tolerance", "expected"), [(0.0, 6 / 8), (1.0, 7 / 8), (2.0, 1.0)])
-def test_nsd_of_two_lines(tolerance, expected) -> None:
+def test_boundary_voxel_nsd_of_two_lines(tolerance, expected) -> None:
     pred, ref = _lines()
-    assert normalized_surface_dice(pred, ref, (1.0, 1.0, 1.0), tolerance) == pytest.approx(expected)
+    assert boundary_voxel_nsd(pred, ref, (1.0, 1.0, 1.0), tolerance) == pytest.approx(expected)
 
 
 def test_anisotropic_distance_between_single_voxels() -> None:
@@ -74,8 +75,8 @@ def test_anisotropic_distance_between_single_voxels() -> None:
     spacing = (3.0, 1.0, 0.5)
     distance = math.sqrt((2 * 3.0) ** 2 + (1 * 0.5) ** 2)  # 6.0208 mm
     assert hd95(pred, ref, spacing) == pytest.approx(distance)
-    assert normalized_surface_dice(pred, ref, spacing, 6.0) == 0.0
-    assert normalized_surface_dice(pred, ref, spacing, 6.1) == 1.0
+    assert boundary_voxel_nsd(pred, ref, spacing, 6.0) == 0.0
+    assert boundary_voxel_nsd(pred, ref, spacing, 6.1) == 1.0
 
 
 def test_parallel_lines_three_mm_apart_along_z() -> None:
@@ -85,8 +86,8 @@ def test_parallel_lines_three_mm_apart_along_z() -> None:
     ref[1, 1, 1:4] = True
     assert dice(pred, ref) == 0.0
     assert hd95(pred, ref, (3.0, 1.0, 1.0)) == pytest.approx(3.0)
-    assert normalized_surface_dice(pred, ref, (3.0, 1.0, 1.0), 2.9) == 0.0
-    assert normalized_surface_dice(pred, ref, (3.0, 1.0, 1.0), 3.0) == 1.0
+    assert boundary_voxel_nsd(pred, ref, (3.0, 1.0, 1.0), 2.9) == 0.0
+    assert boundary_voxel_nsd(pred, ref, (3.0, 1.0, 1.0), 3.0) == 1.0
 
 
 def test_cube_surface_excludes_interior_and_shift_by_one_voxel() -> None:
@@ -98,8 +99,8 @@ def test_cube_surface_excludes_interior_and_shift_by_one_voxel() -> None:
     assert int(np.count_nonzero(to_ref == 1.0)) == 34
     assert int(np.count_nonzero(to_ref == 0.0)) == 64
     assert hd95(pred, ref, (1.0, 1.0, 1.0)) == pytest.approx(1.0)
-    assert normalized_surface_dice(pred, ref, (1.0, 1.0, 1.0), 0.5) == pytest.approx(64 / 98)
-    assert normalized_surface_dice(pred, ref, (1.0, 1.0, 1.0), 1.0) == 1.0
+    assert boundary_voxel_nsd(pred, ref, (1.0, 1.0, 1.0), 0.5) == pytest.approx(64 / 98)
+    assert boundary_voxel_nsd(pred, ref, (1.0, 1.0, 1.0), 1.0) == 1.0
     assert dice(pred, ref) == pytest.approx(2 * 100 / 250)
 
 
@@ -109,6 +110,7 @@ def test_identical_masks_are_perfect() -> None:
     assert iou(mask, mask) == 1.0
     assert hd95(mask, mask, (2.0, 1.0, 1.0)) == 0.0
     assert normalized_surface_dice(mask, mask, (2.0, 1.0, 1.0), 0.0) == 1.0
+    assert boundary_voxel_nsd(mask, mask, (2.0, 1.0, 1.0), 0.0) == 1.0
     assert volume_difference_ml(mask, mask, (2.0, 1.0, 1.0)) == 0.0
 
 
@@ -121,6 +123,7 @@ def test_empty_mask_conventions() -> None:
         iou(empty, empty),
         hd95(empty, empty, spacing),
         normalized_surface_dice(empty, empty, spacing, 1.0),
+        boundary_voxel_nsd(empty, empty, spacing, 1.0),
     ):
         assert math.isnan(value)
     assert volume_difference_ml(empty, empty, spacing) == 0.0
@@ -130,6 +133,7 @@ def test_empty_mask_conventions() -> None:
         assert dice(pred, reference) == 0.0
         assert iou(pred, reference) == 0.0
         assert normalized_surface_dice(pred, reference, spacing, 1.0) == 0.0
+        assert boundary_voxel_nsd(pred, reference, spacing, 1.0) == 0.0
         assert hd95(pred, reference, spacing) == pytest.approx(diagonal)
     assert volume_difference_ml(empty, ref, spacing) == pytest.approx(-5 * 1.0 / 1000)
 
@@ -170,7 +174,7 @@ def test_surface_metrics_match_brute_force_on_random_blobs(seed, method, monkeyp
     spacing = (2.5, 0.8, 1.1)
     hd, nsd = _brute_force(pred, ref, spacing, 1.5)
     assert hd95(pred, ref, spacing) == pytest.approx(hd)
-    assert normalized_surface_dice(pred, ref, spacing, 1.5) == pytest.approx(nsd)
+    assert boundary_voxel_nsd(pred, ref, spacing, 1.5) == pytest.approx(nsd)
 
 
 @pytest.mark.parametrize("edt_max_voxels", [2_000_000, 0])
@@ -179,8 +183,8 @@ def test_both_distance_paths_agree_on_exact_ties(edt_max_voxels, monkeypatch) ->
     pred = _cube(start=(1, 1, 1))
     ref = _cube(start=(1, 1, 2))
     spacing = (0.3, 0.7, 0.1)  # decimal spacings: distances are 0.1 mm up to rounding
-    assert normalized_surface_dice(pred, ref, spacing, 0.1) == 1.0
-    assert normalized_surface_dice(pred, ref, spacing, 0.05) == pytest.approx(64 / 98)
+    assert boundary_voxel_nsd(pred, ref, spacing, 0.1) == 1.0
+    assert boundary_voxel_nsd(pred, ref, spacing, 0.05) == pytest.approx(64 / 98)
     assert hd95(pred, ref, spacing) == pytest.approx(0.1)
 
 
@@ -193,9 +197,8 @@ def test_result_does_not_depend_on_the_field_of_view() -> None:
     big_ref[10:13, 20:23, 30:37] = ref
     spacing = (1.5, 0.7, 0.9)
     assert hd95(big_pred, big_ref, spacing) == pytest.approx(hd95(pred, ref, spacing))
-    assert normalized_surface_dice(big_pred, big_ref, spacing, 1.0) == pytest.approx(
-        normalized_surface_dice(pred, ref, spacing, 1.0)
-    )
+    for nsd in (normalized_surface_dice, boundary_voxel_nsd):
+        assert nsd(big_pred, big_ref, spacing, 1.0) == pytest.approx(nsd(pred, ref, spacing, 1.0))
 
 
 def test_bad_arguments_raise() -> None:
@@ -206,6 +209,8 @@ def test_bad_arguments_raise() -> None:
         hd95(pred, ref, (1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="tolerance"):
         normalized_surface_dice(pred, ref, (1.0, 1.0, 1.0), -1.0)
+    with pytest.raises(ValueError, match="tolerance"):
+        boundary_voxel_nsd(pred, ref, (1.0, 1.0, 1.0), -1.0)
     with pytest.raises(ValueError, match="non-empty"):
         directed_surface_distances(pred, np.zeros_like(ref), (1.0, 1.0, 1.0))
 
@@ -223,9 +228,9 @@ def test_compute_case_metrics_rows_for_labels_and_regions() -> None:
     assert [r["kind"] for r in rows] == ["label", "label", "label", "region"]
     assert all(tuple(r) == ROW_KEYS for r in rows)
     one, two, three, both = rows
-    assert (one["dice"], one["iou"], one["hd95_mm"], one["nsd"]) == pytest.approx(
-        (0.75, 0.6, 1.8, 0.875)
-    )
+    assert (one["dice"], one["iou"], one["hd95_mm"]) == pytest.approx((0.75, 0.6, 1.8))
+    assert one["nsd"] == pytest.approx(normalized_surface_dice(pred == 1, ref == 1, (1, 1, 1), 1))
+    assert one["nsd"] != pytest.approx(0.875)  # the surface-area NSD, not the voxel count
     assert one["pred_voxels"] == 3 and one["ref_voxels"] == 5
     assert type(one["pred_voxels"]) is int and type(one["dice"]) is float
     assert two["dice"] == 0.0 and two["hd95_mm"] == pytest.approx(math.sqrt(9 + 9 + 49))
