@@ -12,6 +12,7 @@ line, no traceback); 1 an unexpected exception (a bug: traceback printed).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
 import traceback
@@ -25,7 +26,7 @@ from autoseg.cli import predict_commands as predict
 from autoseg.cli import tune_commands as tune
 from autoseg.cli import viz_commands as viz
 from autoseg.cli.options import Parser, parse_folds, parse_size
-from autoseg.errors import AutosegError
+from autoseg.errors import AutosegError, ConfigError
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "parse_folds", "parse_size"]
 
@@ -111,11 +112,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]  # type: ignore[no-any-return]
+
+
+def _unrecognized(sub: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    """The subcommand's "unrecognized arguments" message, naming the nearest option."""
+    known = [s for a in sub._actions for s in a.option_strings]
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    for extra in extras:
+        if extra.startswith("-"):
+            close = difflib.get_close_matches(extra.split("=", 1)[0], known, n=1, cutoff=0.6)
+            if close:
+                return f"{message}; did you mean {close[0]}?"
+    return message
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; leftovers are the subcommand's error (its own ``--help`` named)."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if args.command is None:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        sub = _subparser(parser, args.command)
+        sub.error(_unrecognized(sub, extras))
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 ok, 1 bug, 2 usage or input error)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
     if args.command is None:
@@ -135,7 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutosegError as err:
         if args.debug:
             traceback.print_exc()
-        print(f"autoseg: error: {err}", file=sys.stderr)
+        hint = ""
+        if isinstance(err, ConfigError) and "--help" not in str(err):
+            hint = f" (see 'autoseg {args.command} --help')"  # an option's value: its help
+        print(f"autoseg: error: {err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("autoseg: interrupted", file=sys.stderr)

@@ -10,14 +10,26 @@ from typing import Any, NoReturn
 from autoseg.workspace import NUM_FOLDS, Workspace, resolve_work_dir
 
 __all__ = [
+    "NNUNET_CONFIGURATIONS",
+    "FoldsAction",
     "Parser",
+    "add_folds",
     "add_num_workers",
     "add_work",
+    "configuration_name",
     "parse_folds",
     "parse_size",
     "positive_int",
     "workspace_from_args",
 ]
+
+NNUNET_CONFIGURATIONS: dict[str, str | None] = {
+    "3d_fullres": "unet3d",
+    "3d_lowres": None,
+    "3d_cascade_fullres": None,
+    "2d": None,
+}
+"""nnU-Net v2 configuration names -> autoseg's counterpart (None: there is none)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -33,6 +45,70 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def configuration_name(text: str) -> str:
+    """A ``--config`` value, refusing nnU-Net's configuration names with a hint.
+
+    Raises:
+        argparse.ArgumentTypeError: for ``3d_fullres`` (did you mean unet3d?), ``2d``,
+            ``3d_lowres`` and ``3d_cascade_fullres`` (no counterpart).
+    """
+    for name in (part.strip() for part in text.split(",")):
+        if name in NNUNET_CONFIGURATIONS:
+            counterpart = NNUNET_CONFIGURATIONS[name]
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is an nnU-Net configuration; did you mean {counterpart!r} (its "
+                "autoseg counterpart)?"
+                if counterpart
+                else f"{name!r} is an nnU-Net configuration that autoseg does not plan; "
+                "choose unet3d (nnU-Net's 3d_fullres) or deepmedic"
+            )
+    return text
+
+
+class FoldsAction(argparse.Action):
+    """Folds given as one or more values, merged: ``0..4``, ``0,2``, ``0 1 2`` or ``all``
+    (each value as :func:`parse_folds` reads it, ``fold=`` prefix allowed)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        tokens = [values] if isinstance(values, str) else list(values or [])
+        if not tokens:  # a positional with nargs="*" given no value
+            setattr(namespace, self.dest, self.default)
+            return
+        folds: list[int | str] = []
+        for token in tokens:
+            try:
+                parsed = parse_folds(token)
+            except argparse.ArgumentTypeError as err:
+                parser.error(f"argument {option_string or self.metavar}: {err}")
+            folds.extend(f for f in parsed if f not in folds)
+        if "all" in folds and len(folds) > 1:
+            parser.error(
+                f"argument {option_string or self.metavar}: 'all' trains on every case; "
+                "give it alone, not with numbered folds"
+            )
+        setattr(namespace, self.dest, folds if "all" in folds else sorted(folds, key=int))
+
+
+def add_folds(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *flags: str,
+    help: str,
+    metavar: str = "FOLDS",
+    default: list[int | str] | None = None,
+    nargs: str = "+",
+) -> None:
+    """A folds option taking one or more values (``--folds 0 1 2``, ``--folds 0..4``)."""
+    parser.add_argument(
+        *flags, nargs=nargs, action=FoldsAction, default=default, metavar=metavar, help=help
+    )
 
 
 def parse_folds(text: str, num_folds: int = NUM_FOLDS) -> list[int | str]:

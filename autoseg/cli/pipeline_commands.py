@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from autoseg.cli.options import (
+    add_folds,
     add_num_workers,
     add_work,
-    parse_folds,
+    configuration_name,
     parse_size,
     positive_int,
     workspace_from_args,
@@ -63,16 +64,15 @@ def run_plan(args: argparse.Namespace) -> int:
 def add_train(p: argparse.ArgumentParser) -> None:
     from autoseg.cli.train_options import add_train_arguments
 
-    p.add_argument(
+    add_folds(
+        p,
         "folds",
-        nargs="?",
-        type=parse_folds,
-        default=None,
+        nargs="*",
         metavar="fold=FOLDS",
-        help=f"folds to train: fold=0..{NUM_FOLDS - 1} (default), fold=2, fold=0,2 or fold=all "
-        "(every case)",
+        help=f"folds to train: fold=0..{NUM_FOLDS - 1} (default), fold=2, fold=0,2, 0 1 2 or "
+        "fold=all (every case)",
     )
-    p.add_argument("--fold", type=parse_folds, default=None, metavar="K", help="same as fold=K")
+    add_folds(p, "--fold", "--folds", metavar="K", help="the same as fold=K (e.g. --fold 0 1 2)")
     add_work(p)
     add_train_arguments(p)
 
@@ -96,6 +96,7 @@ def add_find_best(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--configs",
         nargs="+",
+        type=configuration_name,
         default=None,
         metavar="CONFIG",
         help="configurations to compare, with their ensembles (default: every trained one)",

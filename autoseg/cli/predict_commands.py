@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from autoseg.cli.options import (
+    add_folds,
     add_work,
-    parse_folds,
+    configuration_name,
     positive_int,
     workspace_from_args,
 )
@@ -17,14 +18,15 @@ from autoseg.workspace import NUM_FOLDS
 def _add_model_choice(
     p: argparse.ArgumentParser, *, choices: tuple[str, ...], default_help: str
 ) -> None:
-    p.add_argument("--config", choices=choices, default=None, help=default_help)
     p.add_argument(
+        "--config", type=configuration_name, choices=choices, default=None, help=default_help
+    )
+    add_folds(
+        p,
         "--folds",
-        type=parse_folds,
-        default=None,
-        metavar="FOLDS",
-        help=f"folds to use: 0..{NUM_FOLDS - 1}, 0,2, 3 or all (default: every trained fold, "
-        "or best.json's)",
+        "-f",
+        help=f"folds to use: 0..{NUM_FOLDS - 1}, 0,2, 0 1 2, 3 or all (default: every trained "
+        "fold, or best.json's)",
     )
     p.add_argument(
         "--checkpoint",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoseg.cli.options import positive_int
+from autoseg.cli.options import configuration_name, positive_int
 from autoseg.durations import parse_duration
 from autoseg.errors import ConfigError
 from autoseg.trainers.config import (
@@ -19,6 +19,7 @@ from autoseg.trainers.config import (
     SCHEDULES,
     TrainConfig,
     TrainingRequest,
+    is_train_device,
 )
 
 __all__ = ["add_train_arguments", "request_from_args"]
@@ -29,6 +30,14 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ConfigError as err:
         raise argparse.ArgumentTypeError(err.message) from None
+
+
+def _device(text: str) -> str:
+    if not is_train_device(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid device {text!r}; expected one of {', '.join(DEVICES)} or cuda:N (e.g. cuda:1)"
+        )
+    return text
 
 
 def _add_schedule_options(p: argparse.ArgumentParser) -> None:
@@ -74,6 +83,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """Declare every ``autoseg train`` option except the folds and --work."""
     p.add_argument(
         "--config",
+        type=configuration_name,
         default="all",
         metavar="CONFIG",
         help="planned configuration(s) to train: unet3d, deepmedic, unet3d,deepmedic or all "
@@ -86,7 +96,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--pretrained", type=Path, metavar="CKPT", help="initialise the weights (fresh optimiser)"
     )
-    g.add_argument("--device", choices=DEVICES, default="auto", help="default: auto")
+    g.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        metavar="DEVICE",
+        help="auto (default), cuda, cuda:N, cpu or mps",
+    )
     g.add_argument("--seed", type=int, default=0, help="default: 0")
     g.add_argument(
         "-np",

@@ -6,13 +6,15 @@ import argparse
 from pathlib import Path
 
 from autoseg.cli.options import (
+    add_folds,
     add_num_workers,
     add_work,
-    parse_folds,
+    configuration_name,
     parse_size,
     positive_int,
     workspace_from_args,
 )
+from autoseg.errors import ConfigError
 from autoseg.workspace import NUM_FOLDS
 
 
@@ -36,11 +38,10 @@ def _minutes(text: str) -> float:
     return value
 
 
-def _tuning_folds(text: str) -> list[int]:
-    folds = parse_folds(text)
-    if folds == ["all"]:
-        raise argparse.ArgumentTypeError(
-            f"tuning validates on held-out folds: use 0..{NUM_FOLDS - 1}, not all"
+def _tuning_folds(folds: list[int | str]) -> list[int]:
+    if "all" in folds:
+        raise ConfigError(
+            f"tuning validates on held-out folds: use --folds 0..{NUM_FOLDS - 1}, not all"
         )
     return [int(f) for f in folds]
 
@@ -50,16 +51,16 @@ def _add_length(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--configs",
         nargs="+",
+        type=configuration_name,
         default=["unet3d", "deepmedic"],
         metavar="CONFIG",
         help="configurations trained per dataset (default: unet3d deepmedic)",
     )
-    g.add_argument(
+    add_folds(
+        g,
         "--folds",
-        type=_tuning_folds,
         default=[0],
-        metavar="FOLDS",
-        help=f"folds trained per configuration: 0 (default), 0,1 or 0..{NUM_FOLDS - 1}",
+        help=f"folds trained per configuration: 0 (default), 0,1, 0 1 or 0..{NUM_FOLDS - 1}",
     )
     g.add_argument(
         "--budget-minutes",
@@ -180,7 +181,7 @@ def run_tune(args: argparse.Namespace) -> int:
         storage=args.storage,
         study_name=args.study,
         configs=tuple(args.configs),
-        folds=tuple(args.folds),
+        folds=tuple(_tuning_folds(args.folds)),
         pruner=args.pruner,
         pruner_startup_trials=args.pruner_startup_trials,
         pruner_warmup_percent=args.pruner_warmup,

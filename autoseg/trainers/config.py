@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,19 @@ __all__ = [
     "SCHEDULES",
     "TrainConfig",
     "TrainingRequest",
+    "is_train_device",
 ]
 
 DEVICES = ("auto", "cuda", "cpu", "mps")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("poly", "plateau", "constant")
 LOSSES = ("dice_ce", "generalized_dice_ce", "ce", "dice")
+_CUDA_INDEX = re.compile(r"cuda:\d+")
+
+
+def is_train_device(value: object) -> bool:
+    """A valid ``--device``: one of :data:`DEVICES`, or ``cuda:N`` (one GPU by index)."""
+    return isinstance(value, str) and (value in DEVICES or bool(_CUDA_INDEX.fullmatch(value)))
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,8 @@ class TrainConfig:
             the number of epochs is set so the fold, final validation included, fits.
         cpu_default_budget_seconds: The budget used on a CPU when neither ``epochs`` nor
             ``time_budget_seconds`` is given (never a months-long run by accident).
-        device: "auto" (CUDA, else MPS, else CPU), "cuda", "cpu" or "mps".
+        device: "auto" (CUDA, else MPS, else CPU), "cuda", "cuda:N" (the GPU of index N),
+            "cpu" or "mps".
         amp: Mixed precision; None = on for CUDA when the plan says "amp". Only on CUDA.
         seed: Seed of the weights, the sampling and the augmentation.
         optimizer: "sgd" (Nesterov momentum), "adam" or "adamw".
@@ -127,8 +136,9 @@ class TrainConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay=}")
         if not 0.0 < float(self.val_step_fraction) <= 1.0:
             raise ConfigError(f"val_step_fraction must be in (0, 1], got {self.val_step_fraction=}")
+        if not is_train_device(self.device):
+            raise choice_error("device", self.device, [*DEVICES, "cuda:N"])
         for name, choices in (
-            ("device", DEVICES),
             ("optimizer", OPTIMIZERS),
             ("schedule", SCHEDULES),
         ):

@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from autoseg.errors import ConfigError
 from autoseg.log import get_logger
 
 __all__ = ["default_num_workers", "select_device", "use_amp"]
@@ -25,14 +26,28 @@ def _mps_available() -> bool:
 
 
 def select_device(requested: str) -> torch.device:
-    """The device to train on for ``requested`` ("auto", "cuda", "cpu" or "mps")."""
+    """The device to train on for ``requested`` ("auto", "cuda", "cuda:N", "cpu" or "mps").
+
+    Raises:
+        ConfigError: for ``cuda:N`` when fewer than N + 1 CUDA devices are visible.
+    """
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps") if _mps_available() else torch.device("cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        _log.warning("--device cuda: no CUDA device is available; training on the CPU instead")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        _log.warning(
+            "--device %s: no CUDA device is available; training on the CPU instead", requested
+        )
         return torch.device("cpu")
+    if requested.startswith("cuda:"):
+        index, visible = int(requested.split(":", 1)[1]), torch.cuda.device_count()
+        if index >= visible:
+            raise ConfigError(
+                f"--device {requested}: only {visible} CUDA device(s) are visible "
+                f"(cuda:0..cuda:{visible - 1})"
+            )
+        torch.cuda.set_device(index)
     if requested == "mps" and not _mps_available():
         _log.warning("--device mps: Apple MPS is not available; training on the CPU instead")
         return torch.device("cpu")
