@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-v", "--verbose", action="store_true", help="more log output")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings only, no bars")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    stamps = parser.add_mutually_exclusive_group()
+    stamps.add_argument(
+        "--timestamps",
+        dest="timestamps",
+        action="store_true",
+        default=None,
+        help="start log lines with the date and time (default: when stderr is not a terminal)",
+    )
+    stamps.add_argument("--no-timestamps", dest="timestamps", action="store_false")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, command in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=command.help, description=command.help)
@@ -157,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose or args.debug
         else logging.WARNING
         if args.quiet
-        else logging.INFO
+        else logging.INFO,
+        timestamps=args.timestamps,
     )
     try:
         return int(args.handler(args))

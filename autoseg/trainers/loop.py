@@ -238,6 +238,7 @@ def _validate(
         step_fraction=config.val_step_fraction,
         amp=amp,
         inputs=checkpoint_inputs(paths.checkpoint("final")),
+        label=f"{spec.config_name} fold {spec.fold} final validation",
     )
 
 

@@ -8,21 +8,27 @@ records the same epoch and runs the same number of iterations.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import statistics
 import time
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
+from autoseg.log import Progress
 from autoseg.trainers.distributed import share_epoch_plan
 from autoseg.trainers.session import Session
 from autoseg.trainers.strategy import confusion_counts
 from autoseg.trainers.time_budget import WARMUP_ITERATIONS, shorten_epochs
 
-__all__ = ["EpochTimings", "ValidationResult", "pseudo_dice", "train_epoch", "validate_epoch"]
+__all__ = [
+    "EpochTimings",
+    "ValidationResult",
+    "epoch_label",
+    "pseudo_dice",
+    "train_epoch",
+    "validate_epoch",
+]
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,15 @@ def _autocast(session: Session) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
-def _quiet() -> bool | None:
-    """tqdm's ``disable``: True when logging is quieter than INFO, else None (off a TTY)."""
-    return True if logging.getLogger("autoseg").getEffectiveLevel() > logging.INFO else None
+def epoch_label(session: Session, epoch: int) -> str:
+    """``unet3d fold 0 epoch 3/40`` (1-based; no total while a time budget has not fitted
+    the count yet, ``~`` while it is an estimate that may still change)."""
+    state = session.state
+    name = f"{session.spec.config_name} fold {session.spec.fold} epoch {epoch + 1}"
+    if not state.epochs_decided:
+        return name
+    approximate = "~" if state.budget_seconds is not None else ""
+    return f"{name}/{approximate}{state.total_epochs}"
 
 
 def _inputs(session: Session, inputs: object) -> object:
@@ -92,21 +104,19 @@ def train_epoch(session: Session, epoch: int) -> EpochTimings:
     durations: list[float] = []
     start = time.perf_counter()
     plan = session.spec.config_plan
-    bar = tqdm(
-        total=session.state.iters_per_epoch, desc=f"epoch {epoch}", disable=_quiet(), leave=False
-    )
-    while len(losses) < session.state.iters_per_epoch:
-        tick = time.perf_counter()
-        batch = next(session.train_batches)
-        inputs, targets = session.strategy.to_device(batch, plan, session.device)
-        losses.append(train_step(session, inputs, targets))
-        durations.append(time.perf_counter() - tick)
-        if len(losses) == WARMUP_ITERATIONS and share_epoch_plan(
-            session.dist, session.state, session.schedule, shorten_epochs(session, durations)
-        ):
-            bar.total = session.state.iters_per_epoch
-        bar.update()
-    bar.close()
+    label = epoch_label(session, epoch)
+    with Progress(label, session.state.iters_per_epoch, summary=False) as bar:
+        while len(losses) < session.state.iters_per_epoch:
+            tick = time.perf_counter()
+            batch = next(session.train_batches)
+            inputs, targets = session.strategy.to_device(batch, plan, session.device)
+            losses.append(train_step(session, inputs, targets))
+            durations.append(time.perf_counter() - tick)
+            if len(losses) == WARMUP_ITERATIONS and share_epoch_plan(
+                session.dist, session.state, session.schedule, shorten_epochs(session, durations)
+            ):
+                bar.set_total(session.state.iters_per_epoch)
+            bar.update()
     finite = [v for v in losses if math.isfinite(v)]
     loss = statistics.fmean(finite) if finite else math.nan
     return EpochTimings(
@@ -125,17 +135,20 @@ def validate_epoch(session: Session) -> ValidationResult:
     counts = torch.zeros((classes - 1, 3), dtype=torch.int64)
     losses, forward_seconds, voxels = [], 0.0, 0
     start = time.perf_counter()
-    for _ in range(session.state.val_iters):
-        batch = next(session.val_batches)
-        inputs, targets = session.strategy.to_device(batch, plan, session.device)
-        tick = time.perf_counter()
-        with _autocast(session):
-            logits = session.strategy.forward(session.network, _inputs(session, inputs))[0]
-            loss = session.val_loss(logits, targets[0])
-        counts += confusion_counts(logits, targets[0], classes)  # synchronises the device
-        forward_seconds += time.perf_counter() - tick
-        voxels += targets[0].numel()
-        losses.append(float(loss))
+    label = f"{epoch_label(session, session.state.epoch)} validation"
+    with Progress(label, session.state.val_iters, unit="batch", summary=False) as bar:
+        for _ in range(session.state.val_iters):
+            batch = next(session.val_batches)
+            inputs, targets = session.strategy.to_device(batch, plan, session.device)
+            tick = time.perf_counter()
+            with _autocast(session):
+                logits = session.strategy.forward(session.network, _inputs(session, inputs))[0]
+                loss = session.val_loss(logits, targets[0])
+            counts += confusion_counts(logits, targets[0], classes)  # synchronises the device
+            forward_seconds += time.perf_counter() - tick
+            voxels += targets[0].numel()
+            losses.append(float(loss))
+            bar.update()
     return ValidationResult(
         loss=session.dist.mean(statistics.fmean(losses), "averaging the validation loss"),
         counts=session.dist.all_reduce_sum(counts, "summing the pseudo-Dice counts"),

@@ -105,6 +105,7 @@ def validate_cases(
     step_fraction: float,
     amp: bool,
     inputs: dict[str, str],
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Predict, export and score ``case_ids``; write ``summary.json``; return its content.
 
@@ -121,12 +122,14 @@ def validate_cases(
         step_fraction: Sliding-window step (fraction of the patch).
         amp: Mixed precision (CUDA).
         inputs: Digests recorded in summary.json (the checkpoint it was computed from).
+        label: What the progress shows (default ``"<config> validation"``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     options = {"device": device, "mirroring": mirroring, "step_fraction": step_fraction, "amp": amp}
     rows: list[dict[str, Any]] = []
     network.eval()
-    for case_id in progress(case_ids, desc="validation", total=len(case_ids)):
+    desc = label or f"{config_name} validation"
+    for case_id in progress(case_ids, desc=desc, total=len(case_ids)):
         rows += _predict_case(
             network, plans, config_name, data_dir, case_id, dataset, out_dir, options
         )
