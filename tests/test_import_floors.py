@@ -54,7 +54,14 @@ DELIBERATE_LAZY: dict[str, tuple[set[str], str]] = {
         {"torch.utils.tensorboard.SummaryWriter"},
         "tensorboard is optional",
     ),
-    "autoseg.trainers.history": ({"matplotlib.figure.Figure"}, _PICTURE),
+    "autoseg.trainers.history": (
+        {
+            "matplotlib.backends.backend_agg.FigureCanvasAgg",
+            "matplotlib.figure.Figure",
+            "matplotlib.ticker.MaxNLocator",
+        },
+        _PICTURE,
+    ),
     "autoseg.ensembling.plot": (
         {"matplotlib.backends.backend_agg.FigureCanvasAgg", "matplotlib.figure.Figure"},
         _PICTURE,

@@ -33,6 +33,7 @@ import torch
 from autoseg.artefacts import is_current
 from autoseg.atomic import atomic_write_json
 from autoseg.data.dataset import Dataset
+from autoseg.data.label_names import display_label, label_names
 from autoseg.errors import ConfigError
 from autoseg.inference.checkpoint import (
     LoadedCheckpoint,
@@ -48,6 +49,7 @@ from autoseg.trainers.history import EpochRecord, append_record, plot_progress, 
 from autoseg.trainers.resume import resume_config
 from autoseg.trainers.session import FoldSpec, Session
 from autoseg.trainers.session_setup import open_session
+from autoseg.trainers.state import ema_momentum
 from autoseg.trainers.steps import pseudo_dice, train_epoch, validate_epoch
 from autoseg.trainers.time_budget import fit_epochs
 from autoseg.trainers.validation import checkpoint_inputs, validate_cases
@@ -176,7 +178,7 @@ def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improve
     if improved:
         save_checkpoint(paths.checkpoint("best"), payload)
     append_record(paths.log, record)
-    plot_progress(session.state.history, paths.progress_png)
+    _plot(session, paths)
     if session.writer is not None:
         session.writer.add_record(record)
     session.save_seconds = time.perf_counter() - start
@@ -195,6 +197,19 @@ def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improve
         ", new best" if improved else "",
         record.lr,
         record.seconds,
+    )
+
+
+def _plot(session: Session, paths: FoldPaths) -> None:
+    """progress.png, titled with the dataset, configuration and fold, labels by name."""
+    plans, spec = session.spec.plans, session.spec
+    names = label_names(plans.labels)
+    plot_progress(
+        session.state.history,
+        paths.progress_png,
+        class_names=[display_label(v, names) for v in plans.foreground_labels],
+        title=f"{plans.dataset_name} · {spec.config_name} · fold {spec.fold}",
+        ema_momentum=ema_momentum(session.state.total_epochs),
     )
 
 
