@@ -63,7 +63,11 @@ DELIBERATE_LAZY: dict[str, tuple[set[str], str]] = {
         _PICTURE,
     ),
     "autoseg.ensembling.plot": (
-        {"matplotlib.backends.backend_agg.FigureCanvasAgg", "matplotlib.figure.Figure"},
+        {
+            "matplotlib.backends.backend_agg.FigureCanvasAgg",
+            "matplotlib.figure.Figure",
+            "matplotlib.patches.Patch",
+        },
         _PICTURE,
     ),
     "autoseg.viz.overlays": (

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from autoseg.artefacts import content_digest, files_digest, is_current, text_digest
+from autoseg.data.label_names import label_names
 from autoseg.ensembling.best_choice import BestChoice, CandidateScore, Comparison, load_best_choice
 from autoseg.ensembling.bootstrap import bootstrap_score_ci, paired_bootstrap
 from autoseg.ensembling.oof_ensembles import OOFPredictions, ensemble_tables, members_per_case
@@ -219,7 +220,7 @@ def find_best(
     if is_current(workspace.best_json, inputs):
         logger.info("%s is current; not recomputed", workspace.best_json)
         choice = load_best_choice(workspace.best_json)
-        _plot_if_missing(workspace, choice)
+        _plot_if_missing(workspace, choice, label_names(plans.labels))
         return choice
     tables: dict[tuple[str, ...], pd.DataFrame] = {(c,): summaries[c].table() for c in chosen}
     combos = [t for r in range(2, len(chosen) + 1) for t in itertools.combinations(chosen, r)]
@@ -254,17 +255,17 @@ def find_best(
         inputs=inputs,
     )
     choice.save(workspace.best_json)
-    _plot(workspace, choice)
+    _plot(workspace, choice, label_names(plans.labels))
     logger.info(
         "best: %s (%s %.4f); wrote %s", winner.name, name, winner.score, workspace.best_json
     )
     return choice
 
 
-def _plot(workspace: Workspace, choice: BestChoice) -> None:
-    plot_cv_comparison(choice, workspace.results_dir / "cv_comparison.png")
+def _plot(workspace: Workspace, choice: BestChoice, names: Mapping[int, str]) -> None:
+    plot_cv_comparison(choice, workspace.results_dir / "cv_comparison.png", names)
 
 
-def _plot_if_missing(workspace: Workspace, choice: BestChoice) -> None:
+def _plot_if_missing(workspace: Workspace, choice: BestChoice, names: Mapping[int, str]) -> None:
     if not (workspace.results_dir / "cv_comparison.png").is_file():
-        _plot(workspace, choice)
+        _plot(workspace, choice, names)

@@ -201,6 +201,30 @@ def test_ensemble_of_two_wins_with_known_scores(ws: Workspace) -> None:
     assert load_best_choice(ws.best_json) == choice
     assert (ws.results_dir / "cv_comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert (ws.config_dir("deepmedic") / "cv_summary.csv").is_file()
+    _check_comparison_picture(ws.results_dir / "cv_comparison.png", choice)
+
+
+def _check_comparison_picture(path: Path, choice: BestChoice) -> None:
+    import matplotlib.image
+    from matplotlib.colors import to_rgb
+
+    from autoseg.ensembling.plot import CHOSEN_COLOUR, OTHER_COLOUR, comparison_figure
+
+    figure = comparison_figure(choice, {1: "lesion", 2: "core"})
+    overview, per_label = figure.axes
+    legend = [t.get_text() for t in overview.get_legend().get_texts()]
+    assert legend == ["chosen: unet3d+deepmedic", "other candidates"]
+    ticks = [t.get_text() for t in per_label.get_xticklabels()]
+    assert ticks == ["lesion (1)", "core (2)", "whole (region)"]
+    names = [t.get_text() for t in per_label.get_legend().get_texts()]
+    assert names[0] == "unet3d+deepmedic (chosen)" and len(names) == len(choice.candidates)
+    heights = [round(bar.get_height(), 6) for bar in per_label.patches[:3]]
+    assert heights == [round(choice.candidates[0].per_class["1"], 6), 1.0, 1.0]
+    pixels = np.asarray(matplotlib.image.imread(str(path)))[..., :3]
+    assert pixels.shape[0] == 480 and pixels.shape[1] >= 900
+    for colour in (CHOSEN_COLOUR, OTHER_COLOUR):
+        rgb = np.asarray(to_rgb(colour))
+        assert (np.abs(pixels - rgb).max(axis=-1) < 0.02).sum() > 200, colour
 
 
 def test_postprocessing_kept_when_it_helps(ws: Workspace) -> None:
