@@ -70,11 +70,14 @@ DELIBERATE_LAZY: dict[str, tuple[set[str], str]] = {
         },
         _PICTURE,
     ),
-    "autoseg.viz.overlays": (
+    "autoseg.viz.overlay_figure": (
         {
+            "matplotlib.patheffects",
+            "matplotlib.colors.to_rgb",
             "matplotlib.backends.backend_agg.FigureCanvasAgg",
             "matplotlib.figure.Figure",
             "matplotlib.lines.Line2D",
+            "matplotlib.patches.Patch",
         },
         _PICTURE,
     ),

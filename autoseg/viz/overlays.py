@@ -12,10 +12,10 @@ right on the screen's left; coronal with superior up and the patient's right on 
 sagittal with superior up and anterior on the left. Each pixel is drawn with the physical
 aspect of its voxel (row spacing / column spacing), so anisotropic data look right.
 
-The image is grey with a robust window (0.5th-99.5th percentile); reference outlines are
-solid lines in warm colours, prediction outlines dashed lines in cool colours, one colour
-per label value, named in a legend. Matplotlib's Agg canvas is used (no pyplot state) and
-the PNG is written atomically.
+The image is grey with a robust window (0.5th-99.5th percentile); the reference is drawn as
+translucent filled areas and the prediction as solid outlines, one colour-blind-safe colour
+per label value, named in a legend (:mod:`autoseg.viz.overlay_figure`). The PNG is written
+atomically.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage
@@ -36,6 +35,7 @@ from autoseg.data.imageio import read_image
 from autoseg.data.labels import label_entries
 from autoseg.errors import InputError
 from autoseg.log import get_logger
+from autoseg.viz.overlay_figure import draw_overlay
 
 __all__ = [
     "OverlayLayout",
@@ -49,8 +49,6 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
-REFERENCE_COLOURS = ("#e41a1c", "#ff7f00", "#ffd92f", "#f781bf", "#a65628", "#b2182b")
-PREDICTION_COLOURS = ("#00d5ff", "#4daf4a", "#377eb8", "#984ea3", "#66c2a5", "#1b9e77")
 _VIEW_AXES = {"axial": 2, "coronal": 1, "sagittal": 0}  # world axis each view slices across
 _AXIS_NAMES = "ZYX"
 _ENDS = (("L", "R"), ("P", "A"), ("I", "S"))  # (negative end, positive end) of world x, y, z
@@ -104,7 +102,8 @@ class OverlayLayout:
         centre_source: "reference", "prediction" or "image centre".
         component_voxels: Voxels of the largest component (0 for the image centre).
         views: The axial, coronal and sagittal panels.
-        legend: Legend entries, reference first.
+        legend: Legend entries: each label by name, then the reference's and the
+            prediction's style.
         window: Grey-level window (low, high) in image units.
     """
 
@@ -303,8 +302,8 @@ def render_overlay(
     Args:
         image: Image file (NIfTI, NRRD, MHA; 3D, or 4D with channels first in array order).
         out: Output ``.png`` path (written atomically).
-        seg: Predicted label map (same shape as the image), drawn dashed in cool colours.
-        ref: Reference label map, drawn solid in warm colours.
+        seg: Predicted label map (same shape as the image), drawn as outlines.
+        ref: Reference label map, drawn as translucent filled areas.
         channel: Channel of a 4D image (0-based).
         label_names: Label value -> name for the legend (default "label <value>").
 
@@ -348,63 +347,22 @@ def _draw(
     names: dict[int, str],
     title: str,
 ) -> tuple[str, ...]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
+    def planes(labels: np.ndarray | None) -> list[np.ndarray | None]:
+        return [None if labels is None else view.extract(labels) for view in views]
 
-    values = _label_values(volumes.ref, volumes.seg)
-    layers: list[tuple[str, np.ndarray | None, tuple[str, ...], Literal["solid", "dashed"]]] = [
-        ("reference", volumes.ref, REFERENCE_COLOURS, "solid"),
-        ("prediction", volumes.seg, PREDICTION_COLOURS, "dashed"),
-    ]
-    figure = Figure(figsize=(13.0, 5.2), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    for axes, view in zip(figure.subplots(1, len(views), squeeze=False)[0], views):
-        axes.imshow(
-            view.extract(volumes.image), cmap="gray", vmin=window[0], vmax=window[1],
-            aspect=view.aspect, interpolation="nearest",
-        )  # fmt: skip
-        for _, labels, colours, style in layers:
-            if labels is not None:
-                _outline(axes, view.extract(labels), values, colours, style)
-        _annotate(axes, view)
-    handles, legend = [], []
-    for what, labels, colours, style in layers:
-        present = [] if labels is None else _label_values(labels)
-        for v in present:
-            colour = colours[values.index(v) % len(colours)]
-            handles.append(Line2D([], [], color=colour, linestyle=style, linewidth=2))
-            legend.append(f"{what}: {names.get(v, f'label {v}')} ({v})")
-    if handles:
-        figure.legend(handles, legend, loc="outside lower center", ncol=min(len(handles), 6))
-    figure.suptitle(f"{title}  (window {window[0]:.4g} .. {window[1]:.4g})", fontsize=11)
+    figure, legend = draw_overlay(
+        [view.extract(volumes.image) for view in views],
+        planes(volumes.ref),
+        planes(volumes.seg),
+        [
+            (f"{view.name}  ({_AXIS_NAMES[view.axis]} = {view.index})", view.aspect, view.ends)
+            for view in views
+        ],
+        window=window,
+        values=_label_values(volumes.ref, volumes.seg),
+        names=names,
+        title=f"{title}  (window {window[0]:.4g} .. {window[1]:.4g})",
+    )
     with atomic_path(out) as tmp:
         figure.savefig(tmp, format="png")
-    return tuple(legend)
-
-
-def _outline(
-    axes: Any, plane: np.ndarray, values: list[int], colours: Sequence[str], style: str
-) -> None:
-    if min(plane.shape) < 2:
-        return
-    for v in values:
-        mask = plane == v
-        if mask.any() and not mask.all():
-            colour = colours[values.index(v) % len(colours)]
-            axes.contour(
-                mask.astype(np.float32), levels=[0.5], colors=[colour], linestyles=style,
-                linewidths=1.6,
-            )  # fmt: skip
-
-
-def _annotate(axes: Any, view: ViewLayout) -> None:
-    axes.set_title(f"{view.name}  ({_AXIS_NAMES[view.axis]} = {view.index})", fontsize=10)
-    axes.set_xticks([])
-    axes.set_yticks([])
-    style = {"color": "yellow", "fontsize": 9, "transform": axes.transAxes}
-    top, bottom, left, right = view.ends
-    axes.text(0.5, 0.98, top, ha="center", va="top", **style)
-    axes.text(0.5, 0.02, bottom, ha="center", va="bottom", **style)
-    axes.text(0.02, 0.5, left, ha="left", va="center", **style)
-    axes.text(0.98, 0.5, right, ha="right", va="center", **style)
+    return legend

@@ -127,11 +127,11 @@ def test_slices_pass_through_the_largest_reference_component(tmp_path: Path) -> 
     assert layout.component_voxels == 6 * 12 * 15
     assert {v.name: v.index for v in layout.views} == {"axial": z, "coronal": y, "sagittal": x}
     assert layout.legend == (
-        "reference: lesion (1)",
-        "reference: core (2)",
-        "prediction: lesion (1)",
-        "prediction: core (2)",
-        "prediction: label 3 (3)",
+        "lesion (1)",
+        "core (2)",
+        "label 3",
+        "reference: filled area",
+        "prediction: outline",
     )
     _check_picture(layout.path)
 
@@ -212,3 +212,79 @@ def test_cli_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert err.startswith("autoseg: error: ") and str(small) in err and "differs" in err
     assert len(err.splitlines()) == 1
     assert main(["show", str(paths["image"]), "--channel", "-1", "--out", str(out)]) == 2
+
+
+def _planes(values: list[int], shape=(40, 60)) -> tuple[np.ndarray, np.ndarray]:
+    """A mid-grey image slice and a label slice with one 6x8 block per value."""
+    labels = np.zeros(shape, dtype=np.int64)
+    for i, value in enumerate(values):
+        labels[5 + (i % 4) * 8 : 11 + (i % 4) * 8, 4 + (i // 4) * 20 : 12 + (i // 4) * 20] = value
+    return np.full(shape, 0.5, dtype=np.float32), labels
+
+
+def _draw(values, ref, seg, names=None):  # type: ignore[no-untyped-def]
+    from autoseg.viz.overlay_figure import draw_overlay
+
+    image, labels = _planes(values)
+    return draw_overlay(
+        [image],
+        [labels if ref else None],
+        [labels if seg else None],
+        [("axial", 1.0, ("A", "P", "R", "L"))],
+        window=(0.0, 1.0),
+        values=values,
+        names=names or {},
+        title="case",
+    )
+
+
+def _pixels_of(figure, colour) -> int:  # type: ignore[no-untyped-def]
+    """Pixels of ``colour`` inside the panel (the legend's swatches left out)."""
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3] / 255.0
+    box = figure.axes[0].get_window_extent()
+    height = pixels.shape[0]
+    panel = pixels[int(height - box.y1) : int(height - box.y0), int(box.x0) : int(box.x1)]
+    return int((np.abs(panel - np.asarray(colour)).max(axis=-1) < 0.02).sum())
+
+
+def test_perfect_agreement_shows_both_fill_and_outline() -> None:
+    from matplotlib.colors import to_rgb
+
+    from autoseg.viz.overlay_figure import FILL_ALPHA
+    from autoseg.viz.palette import OKABE_ITO
+
+    colour = np.asarray(to_rgb(OKABE_ITO[0]))
+    blended = (1 - FILL_ALPHA) * 0.5 + FILL_ALPHA * colour  # the fill over mid-grey
+    both, legend = _draw([1], ref=True, seg=True, names={1: "lesion"})
+    assert legend == ("lesion (1)", "reference: filled area", "prediction: outline")
+    assert _pixels_of(both, blended) > 100 and _pixels_of(both, colour) > 30
+    ref_only, _ = _draw([1], ref=True, seg=False)
+    assert _pixels_of(ref_only, blended) > 100 and _pixels_of(ref_only, colour) < 5
+    seg_only, legend = _draw([1], ref=False, seg=True)
+    assert _pixels_of(seg_only, blended) < 5 and _pixels_of(seg_only, colour) > 30
+    assert legend == ("label 1", "prediction: outline")
+
+
+@pytest.mark.parametrize("count", [4, 9])
+def test_legend_fits_with_many_labels(count: int) -> None:
+    values = list(range(1, count + 1))
+    names = {v: f"left anterior structure number {v}" for v in values}
+    figure, legend = _draw(values, ref=True, seg=True, names=names)
+    assert len(legend) == count + 2
+    figure.canvas.draw()
+    box = figure.legends[0].get_window_extent(figure.canvas.get_renderer())
+    width, height = figure.canvas.get_width_height()
+    assert 0 <= box.x0 and box.x1 <= width and 0 <= box.y0 and box.y1 <= height
+
+
+def test_palette_is_colour_blind_safe_and_distinct() -> None:
+    from matplotlib.colors import to_rgb
+
+    from autoseg.viz.palette import OKABE_ITO, label_colour
+
+    assert [label_colour(i) for i in range(7)] == list(OKABE_ITO)
+    assert label_colour(7) == OKABE_ITO[0]
+    rgb = np.asarray([to_rgb(c) for c in OKABE_ITO])
+    distances = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1)
+    assert distances[~np.eye(len(rgb), dtype=bool)].min() > 0.25  # no cyan/steel-blue pairs
