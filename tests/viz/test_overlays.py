@@ -288,3 +288,27 @@ def test_palette_is_colour_blind_safe_and_distinct() -> None:
     rgb = np.asarray([to_rgb(c) for c in OKABE_ITO])
     distances = np.linalg.norm(rgb[:, None] - rgb[None], axis=-1)
     assert distances[~np.eye(len(rgb), dtype=bool)].min() > 0.25  # no cyan/steel-blue pairs
+
+
+def test_cli_show_over_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = tmp_path / "Dataset001_X"
+    for sub in ("imagesTr", "labelsTr", "pred"):
+        (dataset / sub).mkdir(parents=True)
+    (dataset / "dataset.json").write_text('{"labels": {"background": 0, "lesion": 1, "core": 2}}')
+    for case in ("a", "b", "c"):
+        (tmp_path / case).mkdir()
+        paths = _case(tmp_path / case)
+        paths["image"].rename(dataset / "imagesTr" / f"{case}_0000.nii.gz")
+        paths["ref"].rename(dataset / "labelsTr" / f"{case}.nii.gz")
+        if case != "c":  # c has no prediction
+            paths["seg"].rename(dataset / "pred" / f"{case}.nii.gz")
+    out = tmp_path / "overlays"
+    argv = ["show", str(dataset), "--seg", str(dataset / "pred"), "--out", str(out), "-np", "1"]
+    assert main(argv) == 2  # case c has no prediction: the others are drawn
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"wrote 2 overlay(s) to {out}; 1 FAILED (c)")
+    assert "c: no prediction c{ending} in" in captured.err
+    for case in ("a", "b"):
+        _check_picture(out / f"{case}.png")
+    assert main(["show", str(dataset), "--out", str(out)]) == 0  # labelsTr only: every case
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
