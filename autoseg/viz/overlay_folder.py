@@ -83,7 +83,7 @@ def _images(folder: Path, channel: int) -> dict[str, Path]:
 
 def _draw_one(job: tuple[str, Path, Path | None, Path | None, Path, dict[int, str]]) -> str:
     """Worker: draw one case; '' on success, else the one-line reason."""
-    case_id, image, seg, ref, out, names = job
+    _, image, seg, ref, out, names = job
     try:
         render_overlay(image, out, seg=seg, ref=ref, label_names=names)
     except AutosegError as err:

@@ -275,7 +275,7 @@ def test_legend_fits_with_many_labels(count: int) -> None:
     figure.canvas.draw()
     box = figure.legends[0].get_window_extent(figure.canvas.get_renderer())
     width, height = figure.canvas.get_width_height()
-    assert 0 <= box.x0 and box.x1 <= width and 0 <= box.y0 and box.y1 <= height
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height
 
 
 def test_palette_is_colour_blind_safe_and_distinct() -> None:
