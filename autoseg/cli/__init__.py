@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from autoseg import __version__
 from autoseg.cli import data_commands as data
+from autoseg.cli import folder_commands as folders
 from autoseg.cli import pipeline_commands as pipeline
 from autoseg.cli import predict_commands as predict
 from autoseg.cli import tune_commands as tune
@@ -69,6 +70,16 @@ COMMANDS: dict[str, Command] = {
         "segment new scans with a trained workspace or model archive",
         predict.add_predict,
         predict.run_predict,
+    ),
+    "ensemble": Command(
+        "average the saved probabilities of prediction folders into label maps",
+        folders.add_ensemble,
+        folders.run_ensemble,
+    ),
+    "apply-postprocessing": Command(
+        "apply find-best's postprocessing (best.json or a rule file) to a folder of label maps",
+        folders.add_apply_postprocessing,
+        folders.run_apply_postprocessing,
     ),
     "export-model": Command(
         "pack trained models (plans, checkpoints, best.json) into a zip",

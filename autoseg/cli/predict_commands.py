@@ -15,6 +15,15 @@ from autoseg.cli.options import (
 from autoseg.workspace import NUM_FOLDS
 
 
+def _part(text: str) -> tuple[int, int]:
+    part, _, parts = text.partition("/")
+    if not (part.isdigit() and parts.isdigit() and 1 <= int(part) <= int(parts)):
+        raise argparse.ArgumentTypeError(
+            f"invalid part {text!r}; expected K/N with 1 <= K <= N, e.g. 1/4 (the first of 4)"
+        )
+    return int(part), int(parts)
+
+
 def _add_model_choice(
     p: argparse.ArgumentParser, *, choices: tuple[str, ...], default_help: str
 ) -> None:
@@ -80,6 +89,14 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="redo cases whose output exists")
     p.add_argument(
+        "--part",
+        type=_part,
+        default=None,
+        metavar="K/N",
+        help="predict only part K of N (1 <= K <= N) of the cases, for job arrays: "
+        "nnU-Net's -part_id K-1 -num_parts N",
+    )
+    p.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
     )
     p.add_argument(
@@ -132,6 +149,7 @@ def run_predict(args: argparse.Namespace) -> int:
             step_fraction=args.step_size,
             save_probabilities=args.save_probabilities,
             overwrite=args.overwrite,
+            part=args.part,
             device=args.device,
             num_workers=args.num_workers,
             threads=args.threads,

@@ -51,7 +51,13 @@ from autoseg.inference.predictor import (
 from autoseg.log import get_logger, progress
 from autoseg.workspace import Workspace
 
-__all__ = ["PredictCommand", "PredictionReport", "parse_feature_layers", "run_prediction"]
+__all__ = [
+    "PredictCommand",
+    "PredictionReport",
+    "parse_feature_layers",
+    "part_of",
+    "run_prediction",
+]
 
 logger = get_logger(__name__)
 T = TypeVar("T")
@@ -73,6 +79,7 @@ class PredictCommand:
     step_fraction: float = 0.5
     save_probabilities: bool = False
     overwrite: bool = False
+    part: tuple[int, int] | None = None
     device: str | None = None
     num_workers: int | None = None
     threads: int | None = None
@@ -179,7 +186,7 @@ def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
     command.output.mkdir(parents=True, exist_ok=True)
     todo: list[Case] = []
     skipped: list[Case] = []
-    for case in inputs.cases:
+    for case in part_of(inputs.cases, command.part):
         (skipped if _is_done(inputs, case.case_id, command) else todo).append(case)
     failed: dict[str, str] = {}
     for case_id, error in inputs.problems.items():
@@ -205,6 +212,18 @@ def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
         failed,
         time.perf_counter() - start,
     )
+
+
+def part_of(cases: Sequence[Case], part: tuple[int, int] | None) -> list[Case]:
+    """The cases of ``--part K/N``: sorted by case id, every N-th from the K-th (1-based), as
+    nnU-Net's ``-part_id K-1 -num_parts N``; every case without a part."""
+    ordered = sorted(cases, key=lambda c: c.case_id)
+    if part is None:
+        return list(cases)
+    k, n = part
+    chosen = ordered[k - 1 :: n]
+    logger.info("part %d/%d: %d of %d case(s)", k, n, len(chosen), len(ordered))
+    return chosen
 
 
 def _is_done(inputs: PredictionInputs, case_id: str, command: PredictCommand) -> bool:

@@ -110,3 +110,29 @@ def test_single_case_files(tmp_path: Path) -> None:
         read_inputs([tmp_path / "missing"], CHANNELS, use_roi=False)
     with pytest.raises(ConfigError, match="--roi is for a single case"):
         read_inputs([tmp_path], CHANNELS, use_roi=True, roi=tmp_path / "m.nii.gz")
+
+
+@pytest.mark.parametrize(
+    ("part", "expected"),
+    [((1, 2), ["a", "c", "e"]), ((2, 2), ["b", "d"]), ((3, 3), ["c"]), ((1, 1), list("abcde"))],
+)
+def test_prediction_parts_split_sorted_cases(part, expected) -> None:
+    from autoseg.data.dataset import Case
+    from autoseg.inference.batch_prediction import part_of
+
+    cases = [Case(c, (Path(f"{c}_0000.nii.gz"),)) for c in "ebdca"]
+    assert [c.case_id for c in part_of(cases, part)] == expected
+    parts = [c.case_id for k in range(1, 4) for c in part_of(cases, (k, 3))]
+    assert sorted(parts) == list("abcde")  # every case in exactly one part
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("2/4", True), ("4/4", True), ("0/4", False), ("5/4", False), ("2", False), ("a/b", False)],
+)
+def test_part_option(text: str, ok: bool, capsys) -> None:
+    from autoseg.cli import main
+
+    status = main(["predict", "-i", "x", "-o", "y", "--part", text, "--work", "/nonexistent/w"])
+    err = capsys.readouterr().err
+    assert ("invalid part" in err) == (not ok) and status == 2
