@@ -3,9 +3,10 @@
 The images are a folder in nnU-Net naming (``{case}_{XXXX}{ending}``; ``--channel`` picks
 ``XXXX``) or a dataset folder holding ``imagesTr/`` (then ``labelsTr/`` is the default
 reference and ``dataset.json`` names the labels). Predictions and references are folders of
-``{case}{ending}`` label maps, any supported ending. ``OUT/<case>.png`` is written per case;
-a case whose label map is missing or wrong is reported in one line and the others are still
-drawn.
+``{case}{ending}`` label maps, any supported ending. A dataset.json next to the images
+folder names the labels unless ``--dataset-json`` is given. ``OUT/<case>.png`` is written
+per case; a case whose label map is missing or wrong is reported in one line and the others
+are still drawn.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ def render_folder_overlays(
         if dataset_json is None and (images / "dataset.json").is_file():
             dataset_json = images / "dataset.json"
         images = images / "imagesTr"
+    if dataset_json is None and (images.parent / "dataset.json").is_file():
+        dataset_json = images.parent / "dataset.json"  # e.g. imagesTs/ of a dataset folder
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("--out must be a folder when the image is a folder", path=out_dir)
     cases = _images(images, channel)
