@@ -186,9 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         hint = ""
-        if isinstance(err, ConfigError) and "--help" not in str(err):
-            hint = f" (see 'autoseg {args.command} --help')"  # an option's value: its help
-        print(f"autoseg: error: {err}{hint}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, ConfigError) and "--help" not in message and "pass --" not in message:
+            hint = f" (see 'autoseg {args.command} --help')"  # options to fix: their help
+        print(f"autoseg: error: {message}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("autoseg: interrupted", file=sys.stderr)

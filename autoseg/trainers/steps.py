@@ -105,7 +105,8 @@ def train_epoch(session: Session, epoch: int) -> EpochTimings:
     start = time.perf_counter()
     plan = session.spec.config_plan
     label = epoch_label(session, epoch)
-    with Progress(label, session.state.iters_per_epoch, summary=False) as bar:
+    shown = session.dist.is_main  # one display under torchrun
+    with Progress(label, session.state.iters_per_epoch, enabled=shown, summary=False) as bar:
         while len(losses) < session.state.iters_per_epoch:
             tick = time.perf_counter()
             batch = next(session.train_batches)
@@ -136,7 +137,8 @@ def validate_epoch(session: Session) -> ValidationResult:
     losses, forward_seconds, voxels = [], 0.0, 0
     start = time.perf_counter()
     label = f"{epoch_label(session, session.state.epoch)} validation"
-    with Progress(label, session.state.val_iters, unit="batch", summary=False) as bar:
+    main = session.dist.is_main  # one display under torchrun
+    with Progress(label, session.state.val_iters, unit="batch", enabled=main, summary=False) as bar:
         for _ in range(session.state.val_iters):
             batch = next(session.val_batches)
             inputs, targets = session.strategy.to_device(batch, plan, session.device)
