@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from autoseg.networks import (
 from autoseg.planner.plans import Plans, load_plans
 from autoseg.workspace import Workspace
 
+STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 pytestmark = pytest.mark.e2e
 K3 = (3, 3, 3)
 CASE = "phantom_006"
@@ -241,7 +243,8 @@ def test_a_bad_case_fails_alone(
     args = ["--config", "unet3d", "--no-tta", "-np", "2"]  # background threads
     assert predict(workspace, [folder], tmp_path / "out", *args) == 2
     captured = capsys.readouterr()
-    errors = [line for line in captured.err.splitlines() if line.startswith("error: bad")]
+    lines = [STAMP.sub("", line) for line in captured.err.splitlines()]  # log timestamps
+    errors = [line for line in lines if line.startswith("error: bad")]
     assert len(errors) == 1 and message in errors[0]
     assert "predicted 1 case(s), 1 FAILED (bad)" in captured.out
     assert (tmp_path / "out" / f"{CASE}.nii.gz").is_file()
