@@ -40,9 +40,7 @@ def _minutes(text: str) -> float:
 
 def _tuning_folds(folds: list[int | str]) -> list[int]:
     if "all" in folds:
-        raise ConfigError(
-            f"tuning validates on held-out folds: use 0..{NUM_FOLDS - 1}, not all"
-        )
+        raise ConfigError(f"tuning validates on held-out folds: use 0..{NUM_FOLDS - 1}, not all")
     return [int(f) for f in folds]
 
 
