@@ -69,6 +69,21 @@ def add_demo_data(p: argparse.ArgumentParser) -> None:
     )
     add("--no-rare-class", action="store_true", help="omit the small rare class K+1")
     add(
+        "--regions",
+        action="store_true",
+        help="declare the nested classes as nested regions (region-based training, nnU-Net "
+        "style): with --nested-classes 3, whole tumour [1, 2, 3], tumour core [2, 3], "
+        "enhancing tumour [3] (BraTS-like)",
+    )
+    add(
+        "--sparse-slices",
+        type=int,
+        default=d["sparse_slices"],
+        metavar="N",
+        help="annotate every N-th axial slice of the training cases only; the rest get the "
+        "'ignore' label (default: 0, dense)",
+    )
+    add(
         "--spacing",
         choices=SPACING_MODES,
         default=d["spacing"],
@@ -118,6 +133,8 @@ def _phantom_spec(args: argparse.Namespace) -> PhantomSpec:
         bias_field=args.bias_field,
         file_ending=args.file_ending,
         seed=args.seed,
+        regions=args.regions,
+        sparse_slices=args.sparse_slices,
     )
 
 

@@ -46,7 +46,7 @@ class CaseArrays:
         image: float32, C×Z×Y×X, channels in dataset order.
         label: int16, Z×Y×X, values as in the file (validated integral and declared), or
             None when not loaded or the case is unlabelled.
-        roi: bool, Z×Y×X ROI mask, or None.
+        roi: bool, Z×Y×X ROI mask (True where the mask file is > 0), or None.
         geometry: Geometry of the first channel (the reference for export).
     """
 
@@ -101,7 +101,8 @@ def load_case(case: Case, dataset: Dataset, *, load_label: bool = True) -> CaseA
     Raises:
         DatasetError: naming the case and file, for a missing or unreadable file, wrong
             dimensionality, a shape or geometry mismatch between the case's files, NaN/Inf
-            voxels, non-integer or undeclared label values, or a non-binary ROI mask.
+            voxels, non-integer or undeclared label values, or an unusable ROI mask
+            (negative values, or no voxel > 0).
     """
     inspection = inspect_case(case, CaseExpectations.from_dataset(dataset), load_label=load_label)
     if inspection.arrays is None:
@@ -150,7 +151,7 @@ def inspect_case(
         case.case_id,
         image,
         None if label is None else label.astype(np.int16),
-        None if roi is None else roi.astype(bool),
+        None if roi is None else roi > 0,
         ref[1],
     )
     return CaseInspection(arrays, ())

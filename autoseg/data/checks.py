@@ -221,12 +221,34 @@ def check_label_values(
 
 
 def check_roi_values(roi: np.ndarray, *, case_id: str, path: Path) -> list[Problem]:
-    """A problem when an ROI mask holds anything but 0 and 1 (NaN included)."""
-    values = unique_values(roi).tolist()
-    if all(v in (0, 1) for v in values):
+    """A problem when an ROI mask cannot be used: a negative value, or no voxel inside.
+
+    A voxel is inside the ROI when its value is > 0, as DeepMedic reads its masks (which
+    store e.g. 0.99999997 for 1). The message shows the values found, unrounded.
+    """
+    values = unique_values(roi)
+    if values.size == 0:
         return []
-    message = f"ROI mask must be binary (0 and 1), found values {_fmt_values(values)}"
-    return [Problem(case_id, path, "roi_not_binary", message)]
+    low, high = float(values[0]), float(values[-1])
+    found = _exact_values(values)
+    if low < 0:
+        message = (
+            f"ROI mask holds negative values (values {found}); a mask is > 0 inside the "
+            "region of interest and 0 outside"
+        )
+        return [Problem(case_id, path, "roi_unusable", message)]
+    if high <= 0:
+        message = f"ROI mask is empty: no voxel is > 0 (values {found})"
+        return [Problem(case_id, path, "roi_unusable", message)]
+    return []
+
+
+def _exact_values(values: np.ndarray) -> str:
+    """The distinct values, at full precision (at most :data:`_MAX_LISTED`, then "...")."""
+    items = [f"{float(v):.9g}" for v in values[:_MAX_LISTED]]
+    if values.size > _MAX_LISTED:
+        items += ["...", f"{float(values[-1]):.9g}"]
+    return "(" + ", ".join(items) + ")"
 
 
 def check_declared_labels(labels: Mapping[str, int], *, source: Path) -> list[Problem]:

@@ -53,13 +53,20 @@ class Dataset:
         format: ``"nnunet"``, ``"msd"`` or ``"manifest"``.
         channel_names: One name per input channel ("CT", "T1", "FLAIR", ...); "CT" selects
             CT normalisation.
-        labels: Label name -> integer value, background (0) included.
+        labels: Label name -> integer value, background (0) and the ignore label included
+            (every value a label map may hold).
         cases: Training cases (with labels).
         test_cases: Unlabelled (or held-out) cases, e.g. nnU-Net's ``imagesTs``.
         file_ending: Image file ending (".nii.gz", ".nrrd", ...).
-        regions: Region name -> label values it unites (BraTS-style evaluation regions).
+        regions: Region name -> label values it unites (BraTS-style regions), in order.
         num_training: ``numTraining`` as declared by dataset.json (None when not declared).
         source: The file the dataset was described by (dataset.json or the CSV).
+        regions_class_order: The label each region paints, for region-based training
+            (nnU-Net's ``regions_class_order``); None: label-based training, regions are
+            evaluated only.
+        ignore_label: The value of the ``ignore`` label (unannotated voxels), or None.
+        validation_folds: Fixed validation sets given by the dataset itself (DeepMedic's
+            validation lists): one tuple of case ids per fold; empty when none.
     """
 
     name: str
@@ -73,6 +80,9 @@ class Dataset:
     regions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     num_training: int | None = None
     source: Path | None = None
+    regions_class_order: tuple[int, ...] | None = None
+    ignore_label: int | None = None
+    validation_folds: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", FrozenDict(dict(self.labels)))
@@ -89,8 +99,13 @@ class Dataset:
 
     @property
     def foreground_labels(self) -> tuple[int, ...]:
-        """Declared label values other than 0."""
-        return tuple(v for v in self.label_values if v != 0)
+        """Declared label values other than 0 and the ignore label: the classes."""
+        return tuple(v for v in self.label_values if v not in (0, self.ignore_label))
+
+    @property
+    def region_based(self) -> bool:
+        """True when the dataset asks for region-based training (``regions_class_order``)."""
+        return self.regions_class_order is not None
 
     @property
     def has_roi(self) -> bool:

@@ -19,7 +19,13 @@ __all__ = ["MAX_NESTED_CLASSES", "SPACING_MODES", "PhantomSpec"]
 SPACING_MODES = ("iso", "varied", "aniso")
 MAX_NESTED_CLASSES = 4
 _NESTED_NAMES = ("lesion", "core", "necrosis", "nucleus")
+_REGION_NAMES = ("whole tumour", "tumour core", "enhancing tumour", "nucleus")
+"""Region k unites the nested classes k..n (BraTS: edema 1, non-enhancing core 2,
+enhancing 3 give whole tumour [1, 2, 3], tumour core [2, 3], enhancing tumour [3])."""
 _RARE_NAME = "satellite"
+_OPTIONAL = {"regions": False, "sparse_slices": 0}
+"""Fields written into dataset.json only when they differ from these defaults, so datasets
+made before they existed keep their bytes."""
 _CASTS: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 
 
@@ -50,6 +56,12 @@ class PhantomSpec:
         file_ending: Image file ending.
         name: Dataset name in dataset.json.
         seed: Seed of every random draw.
+        regions: Declare the nested classes as nested regions for region-based training
+            (nnU-Net style list-valued labels and ``regions_class_order``; see
+            :attr:`labels`): a BraTS-like dataset with ``nested_classes=3``.
+        sparse_slices: Annotate only every n-th axial (Z) slice of the training cases; the
+            other voxels get the ``ignore`` label (the highest value). 0: dense labels.
+            Held-out cases (labelsTs) stay dense.
     """
 
     num_train_cases: int = 10
@@ -67,6 +79,8 @@ class PhantomSpec:
     file_ending: str = ".nii.gz"
     name: str = "Phantom"
     seed: int = 0
+    regions: bool = False
+    sparse_slices: int = 0
 
     def __post_init__(self) -> None:
         for spec_field in fields(self):  # JSON and numpy values -> plain Python types
@@ -112,6 +126,7 @@ class PhantomSpec:
             self.file_ending in SUPPORTED_ENDINGS,
             f"file_ending must be one of {', '.join(SUPPORTED_ENDINGS)}, got {self.file_ending!r}",
         )
+        _require(self.sparse_slices >= 0, f"sparse_slices must be >= 0, got {self.sparse_slices}")
         _require(
             self.spacing in SPACING_MODES,
             f"spacing must be one of {', '.join(SPACING_MODES)}, got {self.spacing!r}"
@@ -119,19 +134,45 @@ class PhantomSpec:
         )
 
     @property
-    def labels(self) -> dict[str, int]:
-        """Label name -> value: background 0, nested classes 1..n, then the rare class."""
-        labels = {"background": 0}
-        labels.update({_NESTED_NAMES[i]: i + 1 for i in range(self.nested_classes)})
+    def ignore_label(self) -> int | None:
+        """The ignore label's value (sparse annotation), or None."""
+        return self.nested_classes + 1 + int(self.rare_class) if self.sparse_slices else None
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        """dataset.json ``labels``: background 0, nested classes 1..n, then the rare class.
+
+        With ``regions``, the nested classes are declared as nested regions instead (region
+        k = classes k..n, e.g. "whole tumour": [1, 2, 3]); the rare class is its own
+        region. With ``sparse_slices``, ``ignore`` follows as the highest value.
+        """
+        labels: dict[str, Any] = {"background": 0}
+        n = self.nested_classes
+        if self.regions:
+            labels.update({_REGION_NAMES[k]: list(range(k + 1, n + 1)) for k in range(n)})
+        else:
+            labels.update({_NESTED_NAMES[i]: i + 1 for i in range(n)})
         if self.rare_class:
-            labels[_RARE_NAME] = self.nested_classes + 1
+            labels[_RARE_NAME] = n + 1
+        if self.ignore_label is not None:
+            labels["ignore"] = self.ignore_label
         return labels
 
+    @property
+    def regions_class_order(self) -> list[int] | None:
+        """dataset.json ``regions_class_order`` (region k paints class k), or None."""
+        if not self.regions:
+            return None
+        return list(range(1, self.nested_classes + 1 + int(self.rare_class)))
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (tuples become lists)."""
+        """Plain-JSON form (tuples become lists; optional fields only when set)."""
         data = asdict(self)
         data["channels"] = list(self.channels)
         data["base_shape"] = list(self.base_shape)
+        for name, default in _OPTIONAL.items():
+            if data[name] == default:
+                del data[name]
         return data
 
     @classmethod
@@ -141,8 +182,9 @@ class PhantomSpec:
         Raises:
             ConfigError: on unknown or missing keys (listing the expected keys) or bad values.
         """
-        check_keys("phantom spec", data, [f.name for f in fields(cls)])
-        return cls(**data)
+        full = {**_OPTIONAL, **data} if isinstance(data, dict) else data
+        check_keys("phantom spec", full, [f.name for f in fields(cls)])
+        return cls(**full)
 
 
 def _require(ok: bool, message: str) -> None:

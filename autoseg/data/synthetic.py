@@ -3,7 +3,8 @@
 Written layout (see :mod:`autoseg.data.formats.nnunet_raw` for the conventions)::
 
     dataset.json              channel_names, labels, numTraining, file_ending,
-                              groups (when cases_per_patient > 1), phantom_spec
+                              regions_class_order (nested regions), groups (when
+                              cases_per_patient > 1), phantom_spec
     imagesTr/phantom_000_0000.nii.gz ...    labelsTr/phantom_000.nii.gz ...
     imagesTs/phantom_010_0000.nii.gz ...    labelsTs/phantom_010.nii.gz ...  (held out)
     roisTr/, roisTs/          body masks, when ``with_roi``
@@ -127,10 +128,21 @@ def _write_dataset(root: Path, spec: PhantomSpec) -> None:
         for channel, array in enumerate(case.channels):
             path = root / f"images{split}" / f"{case_id}_{channel:04d}{ending}"
             write_image(path, array, case.geometry)
-        write_image(root / f"labels{split}" / f"{case_id}{ending}", case.label, case.geometry)
+        label = case.label if split == "Ts" else _sparse(case.label, spec)
+        write_image(root / f"labels{split}" / f"{case_id}{ending}", label, case.geometry)
         if spec.with_roi:
             write_image(root / f"rois{split}" / f"{case_id}{ending}", case.roi, case.geometry)
     atomic_write_json(root / "dataset.json", _description(spec))
+
+
+def _sparse(label: np.ndarray, spec: PhantomSpec) -> np.ndarray:
+    """``label`` annotated on every ``spec.sparse_slices``-th axial slice only (the first
+    included), the ignore label elsewhere; unchanged for dense labels."""
+    if spec.ignore_label is None:
+        return label
+    sparse = np.full_like(label, spec.ignore_label)
+    sparse[:: spec.sparse_slices] = label[:: spec.sparse_slices]
+    return sparse
 
 
 def _description(spec: PhantomSpec) -> dict[str, Any]:
@@ -145,6 +157,8 @@ def _description(spec: PhantomSpec) -> dict[str, Any]:
         "numTraining": spec.num_train_cases,
         "file_ending": spec.file_ending,
     }
+    if spec.regions_class_order is not None:
+        description["regions_class_order"] = spec.regions_class_order
     if spec.cases_per_patient > 1:
         total = spec.num_train_cases + spec.num_test_cases
         description["groups"] = {

@@ -4,7 +4,8 @@
 dataset.json / the CSV / the file layout), then reads every case and runs the per-case
 checks shared with :func:`autoseg.data.case_io.load_case`: missing or unreadable files
 (truncated .gz included), dimensionality, shape and geometry against the case's first
-channel, NaN/Inf voxels, non-integer or undeclared label values, non-binary ROI masks.
+channel, NaN/Inf voxels, non-integer or undeclared label values, unusable ROI masks
+(negative, or nothing > 0).
 It never stops at the first problem.
 """
 
@@ -65,20 +66,39 @@ class DatasetSummary:
     spacing_range: tuple[tuple[float, ...], tuple[float, ...]] | None
     has_roi: bool
     num_groups: int
+    ignore_label: int | None = None
+    regions_class_order: tuple[int, ...] | None = None
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
-        labels = ", ".join(f"{v} {n}" for n, v in sorted(self.labels.items(), key=lambda i: i[1]))
+        classes = sorted(
+            ((v, n) for n, v in self.labels.items() if v != self.ignore_label), key=lambda i: i[0]
+        )
+        labels = ", ".join(f"{v} {n}" for v, n in classes)
         lines = [
             f"cases: {self.num_cases} training ({self.num_groups} patient groups), "
             f"{self.num_test_cases} test",
             "channels: " + ", ".join(f"{i} {n}" for i, n in enumerate(self.channel_names)),
             f"labels: {labels} (values in the label maps: {_join(self.label_values_found)})",
         ]
-        if self.regions:
+        if self.ignore_label is not None:
             lines.append(
-                "regions: " + ", ".join(f"{n} {_tuple(v)}" for n, v in self.regions.items())
+                f"ignore label: {self.ignore_label} (unannotated voxels: left out of the loss, "
+                "the sampling, the pseudo-Dice and evaluation; never predicted)"
             )
+        if self.regions:
+            listed = ", ".join(f"{n} {_tuple(v)}" for n, v in self.regions.items())
+            if self.regions_class_order is not None:
+                order = ", ".join(str(v) for v in self.regions_class_order)
+                lines.append(
+                    f"regions (region-based training, one sigmoid output each; predictions "
+                    f"paint labels {order} in this order): {listed}"
+                )
+            else:
+                lines.append(
+                    f"regions (evaluated only; add regions_class_order to dataset.json to train "
+                    f"on them): {listed}"
+                )
         if self.shape_range is not None:
             smallest, largest = self.shape_range
             lines.append(f"shape (Z, Y, X): {_tuple(smallest)} .. {_tuple(largest)}")
@@ -207,6 +227,8 @@ def _summarise(dataset: Dataset, records: Sequence[CaseRecord]) -> DatasetSummar
         ),
         has_roi=dataset.has_roi,
         num_groups=len(groups),
+        ignore_label=dataset.ignore_label,
+        regions_class_order=dataset.regions_class_order,
     )
 
 

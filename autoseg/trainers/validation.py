@@ -67,7 +67,7 @@ def _predict_case(
     case = dataset.case(case_id)
     roi = None
     if plans.use_roi_mask and case.roi is not None:
-        roi = read_image(case.roi)[0].astype(bool)
+        roi = read_image(case.roi)[0] > 0
     labels = export_prediction(
         probabilities,
         preprocessed.properties,

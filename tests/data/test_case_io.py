@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +57,38 @@ def test_load_case_raises_what_verify_reports(broken: Path) -> None:
     assert "infinite" in str(info.value) and "more problem" not in str(info.value)
 
 
-def test_load_case_rejects_a_non_binary_roi(broken: Path) -> None:
+def test_roi_masks_mean_greater_than_zero_as_deepmedic_reads_them(broken: Path) -> None:
     ds = load_dataset(broken)
     case = ds.cases[0]
     assert case.roi is not None
     roi, geometry = read_image(case.roi)
-    write_image(case.roi, roi * 3, geometry)
-    with pytest.raises(DatasetError, match=r"ROI mask must be binary .* found values \(0, 3\)"):
+    expected = roi > 0
+    write_image(case.roi, (roi * np.float32(0.99999997)).astype(np.float32), geometry)
+    arrays = load_case(case, ds, load_label=False)
+    assert arrays.roi is not None and arrays.roi.dtype == bool
+    assert np.array_equal(arrays.roi, expected)
+    write_image(case.roi, roi * 3, geometry)  # 0 and 3: inside wherever > 0
+    assert np.array_equal(load_case(case, ds, load_label=False).roi, expected)
+
+
+@pytest.mark.parametrize(
+    ("transform", "text"),
+    [
+        (lambda a: a * 0.0, r"ROI mask is empty: no voxel is > 0 \(values \(0\)\)"),
+        (lambda a: a - 0.5, r"ROI mask holds negative values \(values \(-0.5, 0.5\)\)"),
+    ],
+)
+def test_load_case_rejects_an_unusable_roi_showing_its_values(
+    broken: Path, transform: Callable[[np.ndarray], np.ndarray], text: str
+) -> None:
+    ds = load_dataset(broken)
+    case = ds.cases[0]
+    assert case.roi is not None
+    roi, geometry = read_image(case.roi)
+    write_image(case.roi, transform(roi.astype(np.float32)), geometry)
+    with pytest.raises(DatasetError, match=text) as info:
         load_case(case, ds, load_label=False)
+    assert info.value.case_id == case.case_id and info.value.path == case.roi
 
 
 def test_unique_values() -> None:

@@ -256,10 +256,10 @@ def test_4d_label(run_cli: RunCli, broken: Path) -> None:
     _expect(run_cli, broken, "phantom_000", path, "got a 4D image with 3 volumes")
 
 
-def test_non_binary_roi(run_cli: RunCli, broken: Path) -> None:
+def test_negative_roi(run_cli: RunCli, broken: Path) -> None:
     path = _roi(broken, "phantom_001")
-    _rewrite(path, lambda a, g: (a * 255, g))
-    _expect(run_cli, broken, "phantom_001", path, "ROI mask must be binary", "(0, 255)")
+    _rewrite(path, lambda a, g: (a.astype(np.int16) * 255 - 1, g))
+    _expect(run_cli, broken, "phantom_001", path, "ROI mask holds negative values", "(-1, 254)")
 
 
 def test_duplicate_case_ids(run_cli: RunCli, broken: Path) -> None:
@@ -310,7 +310,7 @@ def test_test_cases_are_checked_too(run_cli: RunCli, broken: Path) -> None:
 
 def test_every_problem_is_reported(run_cli: RunCli, broken: Path) -> None:
     _channel(broken, "phantom_000", 0).unlink()
-    _rewrite(_roi(broken, "phantom_001"), lambda a, g: (a * 2, g))
+    _rewrite(_roi(broken, "phantom_001"), lambda a, g: (a * 0, g))
     _edit_json(broken, numTraining=4)
     code, lines, out = _verify(run_cli, broken)
     assert code == 2 and len(lines) == 3

@@ -20,7 +20,7 @@ from autoseg.data.checks import (
     missing_file_problem,
 )
 from autoseg.data.dataset import Dataset
-from autoseg.data.labels import is_label_value, is_region_value
+from autoseg.data.labels import LabelScheme, parse_label_scheme
 from autoseg.errors import DatasetError
 
 __all__ = [
@@ -90,35 +90,19 @@ def missing_keys(
 
 
 def parse_label_map(
-    raw: object, *, source: Path
-) -> tuple[dict[str, int], dict[str, tuple[int, ...]], list[Problem]]:
-    """Parse nnU-Net style ``labels`` ({name: value} or {name: [values]} for regions).
+    raw: object, *, source: Path, regions_class_order: object = None
+) -> tuple[LabelScheme | None, list[Problem]]:
+    """Parse nnU-Net style ``labels`` ({name: value}, {name: [values]} for regions, an
+    ``ignore`` label) and ``regions_class_order`` (see :mod:`autoseg.data.labels`).
 
     Returns:
-        ``(labels, regions, problems)``: integer labels name -> value; regions name ->
-        sorted values. Values only named inside regions get the name ``label_<v>``.
+        ``(scheme, problems)``; the scheme is None when ``labels`` is not a non-empty object.
     """
     if not isinstance(raw, dict) or not raw:
         message = f"'labels' must be a non-empty object {{name: value}}, got {raw!r:.80}"
-        return {}, {}, [Problem(None, source, "dataset_json", message)]
-    labels: dict[str, int] = {}
-    regions: dict[str, tuple[int, ...]] = {}
-    problems: list[Problem] = []
-    for name, value in raw.items():
-        if is_label_value(value):
-            labels[str(name)] = int(value)
-        elif is_region_value(value):
-            regions[str(name)] = tuple(sorted({int(v) for v in value}))
-        else:
-            message = (
-                f"label {name!r} must be an integer or a list of integers (a region), "
-                f"got {value!r:.60}"
-            )
-            problems.append(Problem(None, source, "dataset_json", message))
-    named = set(labels.values())
-    for value in sorted({v for values in regions.values() for v in values} - named):
-        labels["background" if value == 0 else f"label_{value}"] = value
-    return labels, regions, problems
+        return None, [Problem(None, source, "dataset_json", message)]
+    scheme, messages = parse_label_scheme(raw, regions_class_order)
+    return scheme, [Problem(None, source, "dataset_json", m) for m in messages]
 
 
 def list_files(folder: Path, ending: str) -> list[Path]:

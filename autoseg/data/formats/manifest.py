@@ -1,12 +1,13 @@
 """CSV manifests: one row per case, read with pandas.
 
-Columns: ``case`` (required), ``label``, ``roi`` (binary ROI mask, as DeepMedic uses) and
+Columns: ``case`` (required), ``label``, ``roi`` (ROI mask, > 0 inside, as DeepMedic reads it) and
 ``patient`` or ``group`` (patient id) are reserved; every other column is a channel, in
 column order, its header the channel name (a column named ``CT`` selects CT
 normalisation). Relative paths resolve against the CSV's folder. Rows with an empty
 label are test cases. Labels are declared in an optional sidecar ``<csv stem>.json``
-(``{"labels": {"background": 0, "lesion": 1}, "name": "..."}``, nnU-Net style, lists being
-regions); without it they are inferred by reading every label map once (names
+(``{"labels": {"background": 0, "lesion": 1}, "name": "..."}``, nnU-Net style: lists are
+regions, ``regions_class_order`` asks for region-based training, ``ignore`` is the ignore
+label); without it they are inferred by reading every label map once (names
 ``label_<v>``).
 """
 
@@ -27,13 +28,14 @@ from autoseg.data.formats._common import (
     strict,
 )
 from autoseg.data.imageio import file_ending, read_image
+from autoseg.data.labels import LabelScheme
 from autoseg.errors import DatasetError
 from autoseg.log import get_logger
 
 __all__ = ["RESERVED_COLUMNS", "SIDECAR_KEYS", "load_manifest", "read_manifest"]
 
 RESERVED_COLUMNS = ("case", "label", "roi", "patient", "group")
-SIDECAR_KEYS = ("labels", "name", "description")
+SIDECAR_KEYS = ("labels", "regions_class_order", "name", "description")
 _log = get_logger(__name__)
 
 
@@ -65,24 +67,24 @@ def read_manifest(path: Path) -> LoadResult:
     cases, test_cases = _cases(table, source, channel_columns, group_column, problems)
     sidecar = source.with_suffix(".json")
     name = source.stem
-    labels: dict[str, int] = {}
-    regions: dict[str, tuple[int, ...]] = {}
     if sidecar.is_file():
-        name, labels, regions = _read_sidecar(sidecar, name, problems)
+        name, scheme = _read_sidecar(sidecar, name, problems)
     else:
-        labels = _infer_labels(cases)
+        scheme = LabelScheme(_infer_labels(cases))
     ending = _first_ending(cases + test_cases)
     dataset = Dataset(
         name=name,
         root=source.parent,
         format="manifest",
         channel_names=tuple(channel_columns),
-        labels=labels,
+        labels=scheme.labels,
         cases=tuple(cases),
         test_cases=tuple(test_cases),
         file_ending=ending,
-        regions=regions,
+        regions=scheme.regions,
         source=source,
+        regions_class_order=scheme.regions_class_order,
+        ignore_label=scheme.ignore_label,
     )
     return LoadResult(dataset, tuple(problems + dataset_problems(dataset)))
 
@@ -156,21 +158,24 @@ def _absolute(source: Path, cell: str) -> Path:
 
 def _read_sidecar(
     sidecar: Path, default_name: str, problems: list[Problem]
-) -> tuple[str, dict[str, int], dict[str, tuple[int, ...]]]:
+) -> tuple[str, LabelScheme]:
     data, problem = read_json(sidecar)
     if data is None:
         problems.extend([problem] if problem else [])
-        return default_name, {}, {}
+        return default_name, LabelScheme({})
     unknown = sorted(set(data) - set(SIDECAR_KEYS))
     if unknown:
         message = f"unknown key(s) {unknown}; expected keys: {', '.join(SIDECAR_KEYS)}"
         problems.append(Problem(None, sidecar, "dataset_json", message))
+    name = str(data.get("name", default_name))
     if "labels" not in data:
         problems.append(Problem(None, sidecar, "dataset_json", "missing key 'labels'"))
-        return str(data.get("name", default_name)), {}, {}
-    labels, regions, found = parse_label_map(data["labels"], source=sidecar)
+        return name, LabelScheme({})
+    scheme, found = parse_label_map(
+        data["labels"], source=sidecar, regions_class_order=data.get("regions_class_order")
+    )
     problems += found
-    return str(data.get("name", default_name)), labels, regions
+    return name, scheme or LabelScheme({})
 
 
 def _infer_labels(cases: list[Case]) -> dict[str, int]:

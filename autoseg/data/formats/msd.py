@@ -1,8 +1,9 @@
 """Medical Segmentation Decathlon task folders (also nnU-Net v1 raw folders).
 
 dataset.json holds ``modality`` ({"0": "FLAIR", ...}), ``labels`` ({"0": "background",
-"1": "edema"}: value -> name), ``training`` ([{"image": "./imagesTr/x.nii.gz", "label":
-"./labelsTr/x.nii.gz"}]), optional ``test`` (paths) and ``numTraining``. A multi-modal
+"1": "edema"}: value -> name; a label named ``ignore`` is the ignore label), ``training``
+([{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]), optional ``test``
+(paths) and ``numTraining``. A multi-modal
 image is one 4D file whose last axis holds the channels (``Case.channels_in_one_file``).
 When the listed image is absent but ``{case}_0000{ending}`` files exist (the nnU-Net v1
 layout), the per-channel files are used instead. macOS ``._*`` entries are ignored.
@@ -24,6 +25,7 @@ from autoseg.data.formats._common import (
     strict,
 )
 from autoseg.data.imageio import file_ending
+from autoseg.data.labels import parse_label_scheme
 from autoseg.errors import DatasetError
 from autoseg.log import get_logger
 
@@ -59,6 +61,8 @@ def read_msd(path: Path) -> LoadResult:
     reader = _CaseReader(root, source, len(channel_names), problems)
     cases = [c for c in (reader.case(e, labelled=True) for e in training) if c is not None]
     test_cases = [c for c in (reader.case(e, labelled=False) for e in test) if c is not None]
+    scheme, messages = parse_label_scheme({name: value for value, name in label_names.items()})
+    problems += [Problem(None, source, "dataset_json", m) for m in messages]
     num_training = data.get("numTraining")
     if num_training is not None:
         if isinstance(num_training, int) and not isinstance(num_training, bool):
@@ -72,12 +76,13 @@ def read_msd(path: Path) -> LoadResult:
         root=root,
         format="msd",
         channel_names=tuple(channel_names.values()),
-        labels={name: value for value, name in label_names.items()},
+        labels=scheme.labels,
         cases=tuple(cases),
         test_cases=tuple(test_cases),
         file_ending=reader.ending or ".nii.gz",
         num_training=num_training,
         source=source,
+        ignore_label=scheme.ignore_label,
     )
     return LoadResult(dataset, tuple(problems + dataset_problems(dataset)))
 

@@ -10,13 +10,15 @@ Layout::
 autoseg conventions on top (nnU-Net ignores unknown keys and folders, so such datasets stay
 nnU-Net compatible):
 
-- ``roisTr/{case}{ending}`` and ``roisTs/{case}{ending}``: optional binary ROI masks (e.g.
+- ``roisTr/{case}{ending}`` and ``roisTs/{case}{ending}``: optional ROI masks (> 0 inside; e.g.
   DeepMedic's brain mask). When the folder exists, every case of that split needs a mask.
 - ``labelsTs/{case}{ending}``: optional labels of held-out test cases, for evaluation.
 - ``"groups": {"case_id": "patient_id"}`` in dataset.json: cases of one patient never
   straddle cross-validation folds; cases not listed form their own group.
-- A label whose value is a list of integers is a region (``Dataset.regions``), as in
-  nnU-Net's region-based training.
+- A label whose value is a list of integers is a region (``Dataset.regions``); with
+  ``regions_class_order`` the networks are trained on the regions, as in nnU-Net's
+  region-based training. A label named ``ignore`` marks unannotated voxels (see
+  :mod:`autoseg.data.labels`).
 """
 
 from __future__ import annotations
@@ -67,10 +69,12 @@ def read_nnunet_raw(path: Path) -> LoadResult:
         return LoadResult(None, (problem,) if problem else ())
     problems = missing_keys(data, REQUIRED_KEYS, source=source)
     channel_names = _channel_names(data.get("channel_names"), source, problems)
-    labels, regions, label_problems = parse_label_map(data.get("labels"), source=source)
+    scheme, label_problems = parse_label_map(
+        data.get("labels"), source=source, regions_class_order=data.get("regions_class_order")
+    )
     problems += label_problems if "labels" in data else []
     ending = _file_ending(data.get("file_ending"), source, problems)
-    if not channel_names or not labels or ending is None:
+    if not channel_names or scheme is None or ending is None:
         return LoadResult(None, tuple(problems))
     num_training = data.get("numTraining")
     if "numTraining" in data and not _is_count(num_training):
@@ -93,13 +97,15 @@ def read_nnunet_raw(path: Path) -> LoadResult:
         root=root,
         format="nnunet",
         channel_names=channel_names,
-        labels=labels,
+        labels=scheme.labels,
         cases=tuple(cases),
         test_cases=tuple(test_cases),
         file_ending=ending,
-        regions=regions,
+        regions=scheme.regions,
         num_training=num_training,
         source=source,
+        regions_class_order=scheme.regions_class_order,
+        ignore_label=scheme.ignore_label,
     )
     return LoadResult(dataset, tuple(problems + dataset_problems(dataset)))
 
