@@ -119,15 +119,16 @@ def add_find_best(p: argparse.ArgumentParser) -> None:
 
 
 def run_find_best(args: argparse.Namespace) -> int:
-    from autoseg.ensembling import find_best, format_best_choice
+    from autoseg.ensembling import find_best, format_best_choice, workspace_target_names
 
+    workspace = workspace_from_args(args)
     choice = find_best(
-        workspace_from_args(args),
+        workspace,
         args.configs,
         metric=args.metric,
         num_bootstrap=args.bootstrap,
         seed=args.seed,
         num_workers=args.num_workers,
     )
-    print(format_best_choice(choice))
+    print(format_best_choice(choice, workspace_target_names(workspace)))
     return 0

@@ -173,7 +173,7 @@ def _region_scheme(
             )
     order = _class_order(order_raw, len(regions), values, problems)
     labels: dict[str, int] = dict(background or {"background": 0})
-    painters = {}
+    painters: dict[int, str] = {}
     for name, value in zip(regions, order or ()):
         painters.setdefault(value, name)
     for value in values:

@@ -24,7 +24,7 @@ from autoseg.ensembling.postprocessing import (
     keep_largest_component,
     rule_from_decisions,
 )
-from autoseg.ensembling.report import format_best_choice
+from autoseg.ensembling.report import format_best_choice, workspace_target_names
 
 __all__ = [
     "BEST_SCHEMA_VERSION",
@@ -43,4 +43,5 @@ __all__ = [
     "load_best_choice",
     "paired_bootstrap",
     "rule_from_decisions",
+    "workspace_target_names",
 ]

@@ -31,7 +31,12 @@ from autoseg.artefacts import content_digest, files_digest, is_current, text_dig
 from autoseg.data.label_names import label_names
 from autoseg.ensembling.best_choice import BestChoice, CandidateScore, Comparison, load_best_choice
 from autoseg.ensembling.bootstrap import bootstrap_score_ci, paired_bootstrap
-from autoseg.ensembling.oof_ensembles import OOFPredictions, ensemble_tables, members_per_case
+from autoseg.ensembling.oof_ensembles import (
+    OOFPredictions,
+    OutputSpec,
+    ensemble_tables,
+    members_per_case,
+)
 from autoseg.ensembling.plot import plot_cv_comparison
 from autoseg.ensembling.postprocessing import (
     PostprocessingDecision,
@@ -43,7 +48,7 @@ from autoseg.evaluation.cv import LOWER_IS_BETTER, METRIC_CHOICES, metric_column
 from autoseg.evaluation.oof import OOFCase, out_of_fold_cases, read_splits, trained_fold_dirs
 from autoseg.evaluation.summary import summarize
 from autoseg.log import get_logger
-from autoseg.planner.plans import load_plans
+from autoseg.planner.plans import Plans, load_plans
 from autoseg.strict import did_you_mean
 from autoseg.workspace import NUM_FOLDS, Workspace
 
@@ -78,11 +83,18 @@ def _select_configs(
     return chosen
 
 
-def _class_matrix(df: pd.DataFrame, labels: Sequence[int], column: str) -> np.ndarray:
-    """Cases (sorted) x foreground labels table of one metric, NaN where undefined."""
-    rows = df[df["kind"] == "label"].astype({"target": str})
+def _score_keys(plans: Plans) -> tuple[str, list[str]]:
+    """The kind and keys of the targets the score averages: the foreground labels, or the
+    regions for region-based training."""
+    return ("region" if plans.region_based else "label"), [t.key for t in plans.score_targets]
+
+
+def _class_matrix(df: pd.DataFrame, scored: tuple[str, list[str]], column: str) -> np.ndarray:
+    """Cases (sorted) x scored targets table of one metric, NaN where undefined."""
+    kind, keys = scored
+    rows = df[df["kind"] == kind].astype({"target": str})
     table = rows.pivot(index="case", columns="target", values=column)
-    table = table.reindex(index=sorted(table.index), columns=[str(v) for v in labels])
+    table = table.reindex(index=sorted(table.index), columns=keys)
     return table.to_numpy(dtype=np.float64)
 
 
@@ -96,6 +108,7 @@ def _candidate(
     configs: tuple[str, ...],
     df: pd.DataFrame,
     labels: Sequence[int],
+    scored: tuple[str, list[str]],
     column: str,
     num_bootstrap: int,
     seed: int,
@@ -108,7 +121,7 @@ def _candidate(
         per_class={str(v): targets[str(v)]["mean"][column] for v in labels},
         per_region={k: t["mean"][column] for k, t in targets.items() if t["kind"] == "region"},
         ci95=bootstrap_score_ci(
-            _class_matrix(df, labels, column), num_bootstrap=num_bootstrap, seed=seed
+            _class_matrix(df, scored, column), num_bootstrap=num_bootstrap, seed=seed
         ),
         num_cases=int(df["case"].nunique()),
     )
@@ -123,7 +136,7 @@ def _rank_key(candidate: CandidateScore, higher_is_better: bool) -> tuple[Any, .
 def _comparison(
     ranked: Sequence[CandidateScore],
     tables: Mapping[tuple[str, ...], pd.DataFrame],
-    labels: Sequence[int],
+    scored: tuple[str, list[str]],
     column: str,
     metric: str,
     num_bootstrap: int,
@@ -132,8 +145,8 @@ def _comparison(
     if len(ranked) < 2:
         return None
     winner, runner_up = ranked[0], ranked[1]
-    a = _case_scores(_class_matrix(tables[winner.configs], labels, column))
-    b = _case_scores(_class_matrix(tables[runner_up.configs], labels, column))
+    a = _case_scores(_class_matrix(tables[winner.configs], scored, column))
+    b = _case_scores(_class_matrix(tables[runner_up.configs], scored, column))
     paired = paired_bootstrap(a, b, num_bootstrap=num_bootstrap, seed=seed)
     return Comparison(
         winner=winner.configs,
@@ -210,8 +223,10 @@ def find_best(
         raise ConfigError(f"the number of bootstrap resamples must be >= 1, got {num_bootstrap=}")
     plans = load_plans(workspace.plans_json)
     chosen = _select_configs(workspace, list(plans.configurations), configs)
-    labels = list(plans.foreground_labels)
+    labels = list(plans.scored_labels)
     regions = {k: tuple(v) for k, v in plans.regions.items()}
+    scored = _score_keys(plans)
+    outputs = OutputSpec.of(plans)
     ensemble = len(chosen) > 1
     cases = {c: out_of_fold_cases(workspace, c, require_probabilities=ensemble) for c in chosen}
     summaries = {c: summarise_cv(workspace, c, column, num_workers=num_workers) for c in chosen}
@@ -226,18 +241,21 @@ def find_best(
     combos = [t for r in range(2, len(chosen) + 1) for t in itertools.combinations(chosen, r)]
     if combos:
         tables.update(
-            ensemble_tables(
-                cases, combos, labels, regions, plans.num_classes, num_workers=num_workers
-            )
+            ensemble_tables(cases, combos, labels, regions, outputs, num_workers=num_workers)
         )
     higher = column not in LOWER_IS_BETTER
     ranked = sorted(
-        (_candidate(k, df, labels, column, num_bootstrap, seed) for k, df in tables.items()),
+        (
+            _candidate(k, df, labels, scored, column, num_bootstrap, seed)
+            for k, df in tables.items()
+        ),
         key=functools.partial(_rank_key, higher_is_better=higher),
     )
     winner = ranked[0]
     members = members_per_case(cases, winner.configs)
-    decisions = decide_postprocessing(OOFPredictions(members, plans.num_classes), labels, column)
+    decisions = decide_postprocessing(
+        OOFPredictions(members, outputs), labels, column, ignore_label=plans.ignore_label
+    )
     choice = BestChoice(
         configs=winner.configs,
         folds=tuple(range(len(read_splits(workspace)))),
@@ -247,7 +265,7 @@ def find_best(
         postprocessing=rule_from_decisions(decisions),
         postprocessing_decisions=tuple(decisions[v] for v in sorted(decisions)),
         candidates=tuple(ranked),
-        comparison=_comparison(ranked, tables, labels, column, name, num_bootstrap, seed),
+        comparison=_comparison(ranked, tables, scored, column, name, num_bootstrap, seed),
         predict_command=(
             "autoseg predict -i INPUT -o OUTPUT --work "
             f"{shlex.quote(str(workspace.root.resolve()))} --config best"

@@ -178,6 +178,7 @@ def decide_postprocessing(
     cases: Sequence[tuple[np.ndarray, np.ndarray, Sequence[float]]],
     labels: Sequence[int],
     metric: str = "dice",
+    ignore_label: int | None = None,
 ) -> dict[int, PostprocessingDecision]:
     """Decide per class whether keeping only the largest component improves the mean metric.
 
@@ -187,6 +188,8 @@ def decide_postprocessing(
             out-of-fold predictions of cross-validation.
         labels: Foreground classes to decide on.
         metric: A key of :data:`METRICS` (``"dice"``, ``"iou"``, ``"nsd"``, ``"hd95_mm"``).
+        ignore_label: Reference value of unannotated voxels: components are found on the
+            whole prediction, scores computed on the annotated voxels only.
 
     Returns:
         Class -> :class:`PostprocessingDecision`; ``apply`` only when the mean strictly
@@ -210,13 +213,14 @@ def decide_postprocessing(
                 )
             pred_mask, ref_mask = np.asarray(pred) == label, np.asarray(ref) == label
             kept = keep_largest_component(pred_mask.astype(np.uint8), 1).astype(bool)
-            score = scorer(pred_mask, ref_mask, spacing)
+            annotated = None if ignore_label is None else np.asarray(ref) != ignore_label
+            score = scorer(_annotated(pred_mask, annotated), ref_mask, spacing)
             before.append(score)
             if np.array_equal(kept, pred_mask):
                 after.append(score)
             else:
                 changed += 1
-                after.append(scorer(kept, ref_mask, spacing))
+                after.append(scorer(_annotated(kept, annotated), ref_mask, spacing))
         mean_before, mean_after = _nanmean(before), _nanmean(after)
         better = mean_after > mean_before if higher_is_better else mean_after < mean_before
         decisions[label] = PostprocessingDecision(
@@ -229,6 +233,10 @@ def decide_postprocessing(
             num_changed=changed,
         )
     return decisions
+
+
+def _annotated(mask: np.ndarray, annotated: np.ndarray | None) -> np.ndarray:
+    return mask if annotated is None else mask & annotated
 
 
 def rule_from_decisions(decisions: Mapping[int, PostprocessingDecision]) -> dict[int, bool]:

@@ -1,12 +1,20 @@
-"""The text ``autoseg find-best`` prints: candidates, postprocessing, comparison, command."""
+"""The text ``autoseg find-best`` prints: candidates, postprocessing, comparison, command.
+
+Labels are shown by name where dataset.json names them (``Anterior (1)``), else as
+``label 1``; best.json keeps the values.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from autoseg.ensembling.best_choice import BestChoice, CandidateScore
+from autoseg.errors import PlansError
+from autoseg.planner.plans import load_plans
+from autoseg.workspace import Workspace
 
-__all__ = ["format_best_choice"]
+__all__ = ["format_best_choice", "label_title", "workspace_target_names"]
 
 _NAMES = {"dice": "Dice", "iou": "IoU", "nsd": "NSD", "hd95": "HD95 mm"}
 
@@ -19,11 +27,26 @@ def _cell(value: float, signed: bool = False) -> str:
     return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
 
 
-def _table(choice: BestChoice) -> list[str]:
+def label_title(value: str | int, names: Mapping[str, str]) -> str:
+    """``"Anterior (1)"`` for a named label value, ``"label 1"`` otherwise."""
+    name = names.get(str(value), "")
+    return f"{name} ({value})" if name else f"label {value}"
+
+
+def workspace_target_names(workspace: Workspace) -> dict[str, str]:
+    """Display names of a workspace's targets (plans.json); empty when it has no plans."""
+    try:
+        return load_plans(workspace.plans_json).target_names
+    except PlansError:
+        return {}
+
+
+def _table(choice: BestChoice, names: Mapping[str, str]) -> list[str]:
     candidates: list[CandidateScore] = list(choice.candidates)
     classes = list(candidates[0].per_class) if candidates else []
     regions = list(candidates[0].per_region) if candidates else []
-    header = ["rank", "candidate", "score", "95% CI", *(f"label {c}" for c in classes), *regions]
+    titles = [label_title(c, names) for c in classes]
+    header = ["rank", "candidate", "score", "95% CI", *titles, *regions]
     rows = [header]
     for rank, c in enumerate(candidates, start=1):
         ci = "-" if math.isnan(c.ci95[0]) else f"{_cell(c.ci95[0])}-{_cell(c.ci95[1])}"
@@ -49,12 +72,14 @@ def _table(choice: BestChoice) -> list[str]:
     return lines
 
 
-def _postprocessing(choice: BestChoice, metric: str) -> list[str]:
+def _postprocessing(choice: BestChoice, metric: str, names: Mapping[str, str]) -> list[str]:
     lines = [f"Postprocessing (keep the largest connected component), {metric} before -> after:"]
+    if not choice.postprocessing_decisions:
+        lines.append("  none decided (region-based training keeps its predictions as they are)")
     for d in choice.postprocessing_decisions:
         verdict = "applied" if d.apply else "not applied"
         lines.append(
-            f"  label {d.label}: {_cell(d.before)} -> {_cell(d.after)}  {verdict} "
+            f"  {label_title(d.label, names)}: {_cell(d.before)} -> {_cell(d.after)}  {verdict} "
             f"({d.num_changed} of {d.num_cases} cases changed)"
         )
     return lines
@@ -78,17 +103,24 @@ def _comparison(choice: BestChoice, metric: str) -> list[str]:
     ]
 
 
-def format_best_choice(choice: BestChoice) -> str:
-    """The find-best report: candidate table, postprocessing, comparison and predict command."""
+def format_best_choice(choice: BestChoice, names: Mapping[str, str] | None = None) -> str:
+    """The find-best report: candidate table, postprocessing, comparison and predict command.
+
+    Args:
+        choice: find-best's choice.
+        names: Display names of the targets (:func:`workspace_target_names`); labels are
+            shown by value without them.
+    """
+    names = names or {}
     metric = _NAMES.get(choice.metric, choice.metric)
     better = "lower" if choice.metric == "hd95" else "higher"
     num_cases = choice.candidates[0].num_cases if choice.candidates else 0
     lines = [
         f"Cross-validation over {len(choice.folds)} folds ({num_cases} cases), "
         f"foreground mean {metric} ({better} is better):",
-        *_table(choice),
+        *_table(choice, names),
         "",
-        *_postprocessing(choice, metric),
+        *_postprocessing(choice, metric, names),
         "",
         *_comparison(choice, metric),
         "",

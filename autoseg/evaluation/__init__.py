@@ -11,6 +11,7 @@ from autoseg.evaluation.evaluate import (
     evaluate_folder,
     find_images,
     match_cases,
+    with_names,
     write_evaluation,
 )
 from autoseg.evaluation.metrics import (
@@ -26,11 +27,18 @@ from autoseg.evaluation.metrics import (
     volume_difference_ml,
 )
 from autoseg.evaluation.summary import format_table, summarize
-from autoseg.evaluation.targets import load_regions, parse_regions, read_dataset_json
+from autoseg.evaluation.targets import (
+    DatasetTargets,
+    load_regions,
+    parse_regions,
+    read_dataset_json,
+    read_dataset_targets,
+)
 
 __all__ = [
     "METRIC_NAMES",
     "ROW_KEYS",
+    "DatasetTargets",
     "compute_case_metrics",
     "dice",
     "directed_surface_distances",
@@ -46,7 +54,9 @@ __all__ = [
     "normalized_surface_dice",
     "parse_regions",
     "read_dataset_json",
+    "read_dataset_targets",
     "summarize",
     "volume_difference_ml",
+    "with_names",
     "write_evaluation",
 ]

@@ -31,7 +31,7 @@ from autoseg.artefacts import content_digest, files_digest, is_current, text_dig
 from autoseg.atomic import atomic_write_json, atomic_write_text
 from autoseg.data.imageio import read_image
 from autoseg.errors import ConfigError, InputError
-from autoseg.evaluation.evaluate import as_label_map
+from autoseg.evaluation.evaluate import as_label_map, with_names
 from autoseg.evaluation.metrics import METRIC_NAMES, ROW_KEYS, compute_case_metrics
 from autoseg.evaluation.oof import OOFCase, out_of_fold_cases, read_reference
 from autoseg.evaluation.summary import summarize
@@ -82,7 +82,8 @@ class CVSummary:
         config: Configuration name.
         metric: Metric column the ``score`` and ``per_class`` are given in.
         score: Mean over the foreground labels of their NaN-aware per-label means.
-        per_class: Foreground label value (as a string) -> mean metric over the cases.
+        per_class: Foreground label value (as a string) -> mean metric over the cases (empty
+            for region-based training).
         per_region: Region name -> mean metric over the cases.
         folds: The folds summarised.
         num_cases: Out-of-fold cases scored.
@@ -121,9 +122,13 @@ def _float(value: Any) -> float:
 
 
 def score_oof_case(
-    case: OOFCase, labels: Sequence[int], regions: Mapping[str, Sequence[int]]
+    case: OOFCase,
+    labels: Sequence[int],
+    regions: Mapping[str, Sequence[int]],
+    ignore_label: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of :func:`compute_case_metrics` for one out-of-fold label map, with case and fold.
+    """Rows of :func:`compute_case_metrics` for one out-of-fold label map, with case and fold
+    (the reference's ``ignore_label`` voxels left out of every mask).
 
     Raises:
         InputError: if the prediction is not a label map on the reference's grid.
@@ -140,15 +145,10 @@ def score_oof_case(
             case_id=case.case_id,
             path=case.prediction,
         )
-    rows = compute_case_metrics(prediction, reference, geometry.spacing, labels, regions)
+    rows = compute_case_metrics(
+        prediction, reference, geometry.spacing, labels, regions, ignore_label=ignore_label
+    )
     return [{"case": case.case_id, "fold": case.fold, **row} for row in rows]
-
-
-def _targets(workspace: Workspace, config: str) -> tuple[list[int], dict[str, tuple[int, ...]]]:
-    plans = load_plans(workspace.plans_json)
-    plans.configuration(config)  # PlansError naming the planned configurations
-    labels = list(plans.foreground_labels)
-    return labels, {k: tuple(v) for k, v in plans.regions.items()}
 
 
 def _inputs(
@@ -156,10 +156,15 @@ def _inputs(
     cases: Sequence[OOFCase],
     labels: Sequence[int],
     regions: Mapping[str, Sequence[int]],
+    ignore_label: int | None = None,
 ) -> dict[str, str]:
-    targets = json.dumps(
-        {"labels": list(labels), "regions": {k: list(v) for k, v in regions.items()}}
-    )
+    scored: dict[str, Any] = {
+        "labels": list(labels),
+        "regions": {k: list(v) for k, v in regions.items()},
+    }
+    if ignore_label is not None:
+        scored["ignore_label"] = ignore_label
+    targets = json.dumps(scored)
     return {
         "splits": content_digest(workspace.splits_json),
         "targets": text_digest(targets),
@@ -192,8 +197,10 @@ def summarise_cv(
     """Evaluate every fold's out-of-fold label maps of ``config`` together; write the summary.
 
     Each case is scored with :func:`compute_case_metrics` against the raw dataset's label map
-    (spacing from the reference), per foreground label of the plan and per region. The
-    ``score`` is the summary's foreground mean (NaN-aware, as :func:`summarize`).
+    (spacing from the reference), per foreground label of the plan and per region (only per
+    region for region-based training; ignore-label voxels left out). The ``score`` is the
+    summary's foreground mean (NaN-aware, as :func:`summarize`: over the regions for
+    region-based training). The per-case table names each target beside its value.
 
     Args:
         workspace: The workspace (source.json, plans.json, splits.json, results/).
@@ -214,21 +221,25 @@ def summarise_cv(
         DatasetError: the dataset of source.json cannot be read.
     """
     column = metric_column(metric)
-    labels, regions = _targets(workspace, config)
+    plans = load_plans(workspace.plans_json)
+    plans.configuration(config)  # PlansError naming the planned configurations
+    labels, ignore = list(plans.scored_labels), plans.ignore_label
+    regions = {k: tuple(v) for k, v in plans.regions.items()}
     cases = out_of_fold_cases(workspace, config)
-    inputs = _inputs(workspace, cases, labels, regions)
+    inputs = _inputs(workspace, cases, labels, regions, ignore)
     json_path = workspace.config_dir(config) / "cv_summary.json"
     csv_path = json_path.with_suffix(".csv")
     if is_current(json_path, inputs) and csv_path.is_file():
         logger.info("%s is current; not re-evaluated", json_path)
         return _from_json(json.loads(json_path.read_text()), column, json_path, reused=True)
-    score = functools.partial(score_oof_case, labels=labels, regions=regions)
+    score = functools.partial(score_oof_case, labels=labels, regions=regions, ignore_label=ignore)
     rows = [
         row
         for case_rows in map_cases(score, cases, num_workers=num_workers, desc=f"cv {config}")
         for row in case_rows
     ]
     df = pd.DataFrame.from_records(rows, columns=["case", "fold", *ROW_KEYS])
+    df = with_names(df, plans.target_names)
     summary = summarize(df)
     data = {
         "schema_version": CV_SCHEMA_VERSION,

@@ -25,7 +25,7 @@ from autoseg.data.imageio import SUPPORTED_ENDINGS, read_image
 from autoseg.errors import InputError
 from autoseg.evaluation.metrics import ROW_KEYS, compute_case_metrics
 from autoseg.evaluation.summary import format_table, summarize
-from autoseg.evaluation.targets import load_regions, parse_regions, read_dataset_json
+from autoseg.evaluation.targets import load_regions, parse_regions, read_dataset_targets
 from autoseg.log import get_logger
 from autoseg.parallel import map_cases
 
@@ -37,6 +37,7 @@ __all__ = [
     "format_table",
     "match_cases",
     "summarize",
+    "with_names",
     "write_evaluation",
 ]
 
@@ -156,7 +157,7 @@ def _evaluate_case(
     job: tuple[Any, ...],
 ) -> tuple[list[dict[str, Any]], list[int], tuple[float, float, float]]:
     """Worker: rows of one case, the label values of its reference, and its spacing."""
-    case_id, pred_path, gt_path, labels, regions, tolerance = job
+    case_id, pred_path, gt_path, labels, regions, tolerance, ignore = job
     ref, ref_geometry = read_image(gt_path)
     ref = as_label_map(ref, case_id, gt_path)
     pred, pred_geometry = read_image(pred_path)
@@ -168,10 +169,12 @@ def _evaluate_case(
             case_id=case_id,
             path=pred_path,
         )
-    ref_values = sorted(_present_values(ref))
+    ref_values = sorted(_present_values(ref) - {ignore})
     if labels is None:  # every value present here; the caller keeps the union over refs
-        labels = sorted(set(ref_values) | _present_values(pred))
-    rows = compute_case_metrics(pred, ref, ref_geometry.spacing, labels, regions, tolerance)
+        labels = sorted((set(ref_values) | _present_values(pred)) - {ignore})
+    rows = compute_case_metrics(
+        pred, ref, ref_geometry.spacing, labels, regions, tolerance, ignore_label=ignore
+    )
     return rows, ref_values, ref_geometry.spacing
 
 
@@ -189,6 +192,8 @@ def evaluate_folder(
     num_workers: int = 1,
     file_ending: str | None = None,
     nsd_tolerance_mm: float = 1.0,
+    ignore_label: int | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Score every prediction in ``pred_dir`` against its reference in ``gt_dir``.
 
@@ -201,10 +206,15 @@ def evaluate_folder(
         num_workers: Processes reading and scoring cases in parallel (1 = in this process).
         file_ending: Only files with this ending; by default every supported ending.
         nsd_tolerance_mm: Tolerance of the normalised surface Dice, in mm.
+        ignore_label: Reference value of unannotated voxels, left out of every mask and
+            never scored.
+        names: Display names by target (``"1"`` -> ``"Anterior"``): given, the table gets
+            a ``name`` column after ``target``.
 
     Returns:
         One row per case x target: ``case`` then the columns of
-        :func:`~autoseg.evaluation.metrics.compute_case_metrics`, sorted by case id.
+        :func:`~autoseg.evaluation.metrics.compute_case_metrics` (with ``name`` when
+        ``names`` are given), sorted by case id.
 
     Raises:
         InputError: unmatched files, a shape/geometry mismatch, a non-integer label map.
@@ -213,7 +223,8 @@ def evaluate_folder(
     pairs = match_cases(Path(pred_dir), Path(gt_dir), file_ending)
     regions_t = {str(k): tuple(int(v) for v in vs) for k, vs in (regions or {}).items()}
     labels_t = None if labels is None else list(dict.fromkeys(int(v) for v in labels))
-    jobs = [(c, p, g, labels_t, regions_t, float(nsd_tolerance_mm)) for c, p, g in pairs]
+    tolerance = float(nsd_tolerance_mm)
+    jobs = [(c, p, g, labels_t, regions_t, tolerance, ignore_label) for c, p, g in pairs]
     results = list(map_cases(_evaluate_case, jobs, num_workers=num_workers, desc="evaluate"))
     if labels_t is None:
         labels_t = sorted({v for _, ref_values, _ in results for v in ref_values})
@@ -227,7 +238,18 @@ def evaluate_folder(
     logger.info(
         "evaluated %d cases, labels %s, regions %s", len(pairs), labels_t, list(regions_t) or "none"
     )
-    return pd.DataFrame.from_records(records, columns=["case", *ROW_KEYS])
+    return with_names(pd.DataFrame.from_records(records, columns=["case", *ROW_KEYS]), names)
+
+
+def with_names(df: pd.DataFrame, names: Mapping[str, str] | None) -> pd.DataFrame:
+    """``df`` with a ``name`` column (the display name of each row's target) after
+    ``target``; unchanged without ``names``."""
+    if names is None:
+        return df
+    df = df.copy()
+    position = list(df.columns).index("target") + 1
+    df.insert(position, "name", [names.get(str(t), "") for t in df["target"]])
+    return df
 
 
 def write_evaluation(
@@ -262,11 +284,13 @@ def evaluate_and_write(
         pred_dir: Folder of predicted label maps.
         gt_dir: Folder of reference label maps.
         labels: Label values to score; default: the dataset.json's foreground labels if
-            given, else every non-zero value in the references.
+            given (none for region-based training: its regions are scored), else every
+            non-zero value in the references.
         regions: A region mapping, or a JSON file / inline JSON string
             (:func:`~autoseg.evaluation.targets.load_regions`); merged over the dataset.json's
             regions (these win on a name clash).
-        dataset_json: A dataset.json giving default labels and regions (nnU-Net style).
+        dataset_json: A dataset.json giving default labels and regions (nnU-Net style), the
+            ignore label and the names shown beside the values.
         nsd_tolerance_mm: Tolerance of the normalised surface Dice in mm (>= 0).
         out_dir: Where ``metrics.csv`` and ``summary.json`` go (default: ``pred_dir``).
         num_workers: Processes scoring cases in parallel.
@@ -281,13 +305,18 @@ def evaluate_and_write(
     if not (math.isfinite(nsd_tolerance_mm) and nsd_tolerance_mm >= 0):
         raise InputError(f"the NSD tolerance must be >= 0 mm, got {nsd_tolerance_mm=}")
     all_regions: dict[str, tuple[int, ...]] = {}
+    ignore_label, names = None, None
     if dataset_json is not None:
-        dataset_labels, all_regions = read_dataset_json(dataset_json)
-        if labels is None and dataset_labels:
-            labels = dataset_labels
+        declared = read_dataset_targets(dataset_json)
+        all_regions, ignore_label, names = declared.regions, declared.ignore_label, declared.names
+        if labels is None and (declared.labels or declared.region_based):
+            labels = declared.labels
     if isinstance(regions, (str, Path)):
         regions = load_regions(regions)
-    all_regions.update(parse_regions(dict(regions or {})))
+    extra = parse_regions(dict(regions or {}))
+    all_regions.update(extra)
+    if names is not None:
+        names = {**names, **{name: name for name in extra}}
     df = evaluate_folder(
         pred_dir,
         gt_dir,
@@ -295,6 +324,8 @@ def evaluate_and_write(
         all_regions,
         num_workers=num_workers,
         nsd_tolerance_mm=nsd_tolerance_mm,
+        ignore_label=ignore_label,
+        names=names,
     )
     summary = summarize(df)
     summary["settings"] = {
@@ -303,6 +334,7 @@ def evaluate_and_write(
         "labels": None if labels is None else [int(v) for v in labels],
         "regions": {name: list(values) for name, values in all_regions.items()},
         "nsd_tolerance_mm": float(nsd_tolerance_mm),
+        **({} if ignore_label is None else {"ignore_label": ignore_label}),
     }
     csv_path, json_path = write_evaluation(df, summary, Path(out_dir or pred_dir))
     logger.info("wrote %s and %s", csv_path, json_path)

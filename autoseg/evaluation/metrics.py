@@ -254,6 +254,7 @@ def compute_case_metrics(
     labels: Sequence[int],
     regions: Mapping[str, Sequence[int]] | None = None,
     nsd_tolerance_mm: float = 1.0,
+    ignore_label: int | None = None,
 ) -> list[dict[str, Any]]:
     """All metrics of one case, one row per label and per region.
 
@@ -264,6 +265,8 @@ def compute_case_metrics(
         labels: Label values to score one by one (e.g. ``[1, 2]``).
         regions: Region name -> label values it unites (``{"whole tumour": [1, 2, 3]}``).
         nsd_tolerance_mm: Tolerance of the normalised surface Dice, in mm.
+        ignore_label: Reference value of unannotated voxels: they are outside both masks
+            of every target (whatever the prediction holds there).
 
     Returns:
         One dict per label then per region, with keys ``target`` (the label value as a
@@ -288,12 +291,15 @@ def compute_case_metrics(
         if not members:
             raise ValueError(f"region {name!r} lists no label values")
         targets.append((str(name), "region", members))
+    annotated = None if ignore_label is None else ref_labels != ignore_label
     rows = []
     for target, kind, members in targets:
         if len(members) == 1:
             pred, ref = pred_labels == members[0], ref_labels == members[0]
         else:
             pred, ref = np.isin(pred_labels, members), np.isin(ref_labels, members)
+        if annotated is not None:
+            pred, ref = pred & annotated, ref & annotated
         row: dict[str, Any] = {
             "target": target,
             "kind": kind,

@@ -36,6 +36,7 @@ def _target_summary(group: pd.DataFrame) -> dict[str, Any]:
     pred_empty = group["pred_voxels"] == 0
     ref_empty = group["ref_voxels"] == 0
     entry: dict[str, Any] = {
+        **({"name": _name(group["name"].iloc[0])} if "name" in group else {}),
         "kind": str(group["kind"].iloc[0]),
         "label_values": str(group["label_values"].iloc[0]) if "label_values" in group else "",
         "num_cases": len(group),
@@ -50,6 +51,10 @@ def _target_summary(group: pd.DataFrame) -> dict[str, Any]:
             value = column.std(ddof=0) if stat == "std" else getattr(column, stat)()
             entry[stat][metric] = _float(value)
     return entry
+
+
+def _name(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def summarize(df: pd.DataFrame) -> dict[str, Any]:
@@ -68,7 +73,9 @@ def summarize(df: pd.DataFrame) -> dict[str, Any]:
         ``metrics``, ``targets`` (target -> ``kind``, ``num_cases``, ``num_both_empty``,
         ``num_missed`` (reference only), ``num_false_positive`` (prediction only), and
         ``mean``/``std``/``median`` dicts by metric) and ``foreground_mean`` (the mean over
-        the non-zero labels of their per-label means, by metric; regions not included).
+        the non-zero labels of their per-label means, by metric; regions not included,
+        unless no label is scored, as in region-based training: then over the regions).
+        With a ``name`` column (display names), each target entry also holds its ``name``.
 
     Raises:
         ValueError: if a required column is missing.
@@ -83,6 +90,8 @@ def summarize(df: pd.DataFrame) -> dict[str, Any]:
     foreground = [
         entry for name, entry in targets.items() if entry["kind"] == "label" and name != "0"
     ]
+    if not foreground:  # only regions scored (region-based training): they are the score
+        foreground = [entry for entry in targets.values() if entry["kind"] == "region"]
     foreground_mean = {}
     for metric in METRIC_NAMES:
         means = pd.Series([entry["mean"][metric] for entry in foreground], dtype=float)
@@ -106,20 +115,26 @@ def _cell(value: Any) -> str:
 def format_table(summary: dict[str, Any]) -> str:
     """The summary as a fixed-width text table: one line per target, then the foreground mean.
 
-    ``n`` is the number of cases with a defined Dice (both-empty cases are left out).
+    ``n`` is the number of cases with a defined Dice (both-empty cases are left out). A
+    ``name`` column follows the target when the summary holds display names.
     """
-    header = ["target", "kind", "n", *(_HEADERS[m] for m in METRIC_NAMES)]
+    entries = summary["targets"]
+    named = any(entry.get("name") and entry["kind"] == "label" for entry in entries.values())
+    left = ["target", *(["name"] if named else []), "kind"]
+    header = [*left, "n", *(_HEADERS[m] for m in METRIC_NAMES)]
     lines = [header]
-    for name, entry in summary["targets"].items():
+    for name, entry in entries.items():
         scored = entry["num_cases"] - entry["num_both_empty"]
         means = [_cell(entry["mean"][m]) for m in METRIC_NAMES]
-        lines.append([name, entry["kind"], str(scored), *means])
+        display = [entry.get("name", "")] if named else []
+        lines.append([name, *display, entry["kind"], str(scored), *means])
     fg = summary["foreground_mean"]
-    lines.append(["foreground mean", "", "", *(_cell(fg[m]) for m in METRIC_NAMES)])
+    blank = [""] * (len(left) - 1)
+    lines.append(["foreground mean", *blank, "", *(_cell(fg[m]) for m in METRIC_NAMES)])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = [
         "  ".join(
-            cell.ljust(w) if i < 2 else cell.rjust(w)
+            cell.ljust(w) if i < len(left) else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(row, widths))
         ).rstrip()
         for row in lines

@@ -2,20 +2,51 @@
 
 Regions follow the nnU-Net v2 region style: in dataset.json ``labels``, an entry whose value
 is a list unites those label values (``{"whole tumour": [1, 2, 3]}``); integer entries are
-plain labels. A top-level ``regions`` mapping of the same form is read too.
+plain labels. A top-level ``regions`` mapping of the same form is read too. With
+``regions_class_order`` (region-based training) every entry is a region and only the
+regions are scored, as nnU-Net evaluates them. An ``ignore`` label is never scored and its
+voxels are left out of every mask (:mod:`autoseg.data.labels`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoseg.data.labels import is_label_value, label_entries, region_entries
+from autoseg.data.labels import (
+    is_label_value,
+    label_entries,
+    label_names,
+    parse_label_scheme,
+    region_entries,
+)
 from autoseg.errors import InputError
 
-__all__ = ["load_regions", "parse_regions", "read_dataset_json"]
+
+@dataclass(frozen=True)
+class DatasetTargets:
+    """What a dataset.json says to score.
+
+    Attributes:
+        labels: Foreground label values scored one by one (empty for region-based
+            training, whose regions are scored instead).
+        regions: Region name -> label values, in order.
+        ignore_label: The ignore label (left out of every mask), or None.
+        names: Display name of every target (``"1"`` -> ``"edema"``, region -> itself).
+        region_based: ``regions_class_order`` asks for region-based training.
+    """
+
+    labels: list[int]
+    regions: dict[str, tuple[int, ...]]
+    ignore_label: int | None = None
+    names: dict[str, str] = field(default_factory=dict)
+    region_based: bool = False
+
+
+__all__ = ["DatasetTargets", "load_regions", "parse_regions", "read_dataset_json"]
 
 
 def parse_regions(obj: Any, *, source: Path | None = None) -> dict[str, tuple[int, ...]]:
@@ -90,13 +121,25 @@ def load_regions(spec: str | Path) -> dict[str, tuple[int, ...]]:
 
 
 def read_dataset_json(path: Path) -> tuple[list[int], dict[str, tuple[int, ...]]]:
-    """Foreground label values (integer ``labels`` entries other than 0) and regions.
+    """Foreground label values and regions to score (see :func:`read_dataset_targets`).
 
     Returns:
-        ``(labels, regions)``; ``labels`` is sorted and may be empty (region-only datasets).
+        ``(labels, regions)``; ``labels`` is sorted and may be empty (region-only datasets,
+        region-based training).
 
     Raises:
         InputError: if the file is missing, not JSON, or its ``labels`` are malformed.
+    """
+    targets = read_dataset_targets(path)
+    return targets.labels, targets.regions
+
+
+def read_dataset_targets(path: Path) -> DatasetTargets:
+    """What a dataset.json says to score: labels, regions, the ignore label, names.
+
+    Raises:
+        InputError: if the file is missing, not JSON, or its ``labels`` (or
+            ``regions_class_order``) are malformed.
     """
     path = Path(path)
     if not path.is_file():
@@ -104,9 +147,16 @@ def read_dataset_json(path: Path) -> tuple[list[int], dict[str, tuple[int, ...]]
     obj = _read_json_file(path)
     if not isinstance(obj, Mapping) or not isinstance(obj.get("labels"), Mapping):
         raise InputError("expected a JSON object with a 'labels' mapping", path=path)
-    labels = obj["labels"]
-    bad = {k: v for k, v in labels.items() if not (is_label_value(v) or isinstance(v, list))}
-    if bad:
-        raise InputError(f"labels must be integers or lists of integers, got {bad}", path=path)
-    values = sorted({v for v in label_entries(labels).values() if v != 0})
-    return values, parse_regions(obj, source=path)
+    scheme, problems = parse_label_scheme(obj["labels"], obj.get("regions_class_order"))
+    if problems:
+        raise InputError(problems[0], path=path)
+    regions = dict(scheme.regions)
+    regions.update(parse_regions(obj.get("regions", {}), source=path))
+    declared = label_entries(obj["labels"])  # integer entries, not values named by regions
+    labels = sorted({v for v in declared.values() if v not in (0, scheme.ignore_label)})
+    region_based = scheme.regions_class_order is not None
+    names = {str(v): n for v, n in label_names(scheme.labels).items()}
+    names.update({name: name for name in regions})
+    return DatasetTargets(
+        [] if region_based else labels, regions, scheme.ignore_label, names, region_based
+    )

@@ -7,6 +7,11 @@ shape (outside the box: background probability 1), turned into labels, and writt
 input's header copied bit for bit, so the label map has the input's shape, affine,
 orientation and header geometry exactly.
 
+Region-based training (``regions_class_order`` given): the K channels are region sigmoids;
+each is resampled, thresholded at 0.5 and painted with its label in that order, later
+regions over earlier ones (as :func:`~autoseg.data.labels.labels_from_probabilities`), so
+the output is an ordinary label map; outside the crop box and the ROI every region is 0.
+
 RAM stays bounded: without saved probabilities the argmax is taken class by class while
 resampling (:func:`~autoseg.preprocessing.resample_probabilities_to_labels`), so a 10-class
 512×512×300 CT never holds a K×original float stack (measured: 1.1 GB above the input, 3.5
@@ -16,7 +21,7 @@ in float16, class by class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -50,7 +55,11 @@ def _check(probabilities: np.ndarray, properties: CaseProperties) -> None:
         )
 
 
-def _label_dtype(num_classes: int) -> type[np.integer]:
+def _label_dtype(
+    num_classes: int, regions_class_order: Sequence[int] | None = None
+) -> type[np.integer]:
+    if regions_class_order is not None:
+        return np.uint8 if max(regions_class_order, default=0) < 256 else np.int16
     return np.uint8 if num_classes <= 256 else np.int16
 
 
@@ -61,6 +70,7 @@ def probabilities_to_original(
     roi: np.ndarray | None = None,
     anisotropy_threshold: float = 3.0,
     dtype: type[np.floating] = np.float16,
+    regions_class_order: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities on the full original grid, and the label map, class by class.
 
@@ -76,18 +86,24 @@ def probabilities_to_original(
         roi: Optional ROI mask Z×Y×X in the original geometry; outside it background is 1.
         anisotropy_threshold: The plan's anisotropy threshold (chooses the resampling rule).
         dtype: Floating dtype of the returned probabilities.
+        regions_class_order: The channels are regions painting these labels (see the
+            module docstring); None: softmax classes.
 
     Returns:
         ``(probabilities, labels)``: K×(original shape) with background 1 and every other
-        class 0 outside the crop box and the ROI; labels Z×Y×X (0 there).
+        class 0 (every region 0) outside the crop box and the ROI; labels Z×Y×X (0 there).
     """
     _check(probabilities, properties)
     num_classes = probabilities.shape[0]
+    regions = regions_class_order is not None
     (z0, z1), (y0, y1), (x0, x1) = properties.crop_box
     full = np.zeros((num_classes, *properties.original.shape), dtype=dtype)
-    full[0] = 1.0
+    if not regions:
+        full[0] = 1.0
     best = np.full(properties.shape_after_crop, -np.inf, dtype=np.float32)
-    cropped = np.zeros(properties.shape_after_crop, dtype=_label_dtype(num_classes))
+    cropped = np.zeros(
+        properties.shape_after_crop, dtype=_label_dtype(num_classes, regions_class_order)
+    )
     for k in range(num_classes):
         resampled = resample_probabilities(
             probabilities[k : k + 1],
@@ -96,9 +112,12 @@ def probabilities_to_original(
             new_shape=properties.shape_after_crop,
             anisotropy_threshold=anisotropy_threshold,
         )[0]
-        better = resampled > best
-        np.copyto(best, resampled, where=better)
-        cropped[better] = k
+        if regions_class_order is not None:
+            cropped[resampled > 0.5] = regions_class_order[k]
+        else:
+            better = resampled > best
+            np.copyto(best, resampled, where=better)
+            cropped[better] = k
         full[k, z0:z1, y0:y1, x0:x1] = resampled
     del best
     labels = uncrop(cropped, properties.crop_box, properties.original.shape)
@@ -106,14 +125,22 @@ def probabilities_to_original(
         outside = ~np.asarray(roi, dtype=bool)
         labels[outside] = 0
         for k in range(num_classes):
-            np.copyto(full[k], 1.0 if k == 0 else 0.0, where=outside)
+            np.copyto(full[k], 1.0 if k == 0 and not regions else 0.0, where=outside)
     return full, labels
 
 
 def _labels_bounded(
-    probabilities: np.ndarray, properties: CaseProperties, anisotropy_threshold: float
+    probabilities: np.ndarray,
+    properties: CaseProperties,
+    anisotropy_threshold: float,
+    regions_class_order: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Labels on the original grid, resampling one class at a time (bounded RAM)."""
+    """Labels on the original grid, resampling one class (or region) at a time (bounded
+    RAM)."""
+    if regions_class_order is not None:
+        return _painted_bounded(
+            probabilities, properties, anisotropy_threshold, regions_class_order
+        )
     cropped = resample_probabilities_to_labels(
         probabilities,
         properties.target_spacing,
@@ -124,6 +151,30 @@ def _labels_bounded(
     )
     dtype = _label_dtype(probabilities.shape[0])
     return uncrop(cropped.astype(dtype, copy=False), properties.crop_box, properties.original.shape)
+
+
+def _painted_bounded(
+    probabilities: np.ndarray,
+    properties: CaseProperties,
+    anisotropy_threshold: float,
+    regions_class_order: Sequence[int],
+) -> np.ndarray:
+    """Region labels on the original grid: each region resampled, thresholded at 0.5 and
+    painted in order, one region at a time."""
+    cropped = np.zeros(
+        properties.shape_after_crop,
+        dtype=_label_dtype(probabilities.shape[0], regions_class_order),
+    )
+    for k, value in enumerate(regions_class_order):
+        resampled = resample_probabilities(
+            probabilities[k : k + 1],
+            properties.target_spacing,
+            properties.original.spacing,
+            new_shape=properties.shape_after_crop,
+            anisotropy_threshold=anisotropy_threshold,
+        )[0]
+        cropped[resampled > 0.5] = value
+    return uncrop(cropped, properties.crop_box, properties.original.shape)
 
 
 def save_probabilities(path: Path, probabilities: np.ndarray) -> None:
@@ -143,6 +194,7 @@ def export_prediction(
     postprocessing: Mapping[int, bool] | None = None,
     roi: np.ndarray | None = None,
     anisotropy_threshold: float = 3.0,
+    regions_class_order: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Write a prediction as a label map in the original geometry (and optionally its
     probabilities).
@@ -164,6 +216,8 @@ def export_prediction(
         postprocessing: Label -> keep only its largest connected component (best.json).
         roi: ROI mask Z×Y×X in the original geometry; labels outside it are 0.
         anisotropy_threshold: The plan's ``heuristics.anisotropy_threshold``.
+        regions_class_order: Region-based training: the probabilities are region
+            sigmoids, thresholded at 0.5 and painted with these labels in order.
 
     Returns:
         The label map written, Z×Y×X in the original geometry (uint8 for <= 256 classes).
@@ -179,12 +233,18 @@ def export_prediction(
         )
     if probabilities_path is not None:
         full, labels = probabilities_to_original(
-            probabilities, properties, roi=roi, anisotropy_threshold=anisotropy_threshold
+            probabilities,
+            properties,
+            roi=roi,
+            anisotropy_threshold=anisotropy_threshold,
+            regions_class_order=regions_class_order,
         )
         save_probabilities(probabilities_path, full)
         del full
     else:
-        labels = _labels_bounded(probabilities, properties, anisotropy_threshold)
+        labels = _labels_bounded(
+            probabilities, properties, anisotropy_threshold, regions_class_order
+        )
         if roi is not None:
             labels[~np.asarray(roi, dtype=bool)] = 0
     if postprocessing:

@@ -6,8 +6,9 @@ case, preprocesses it exactly as in training, and returns the ensembled probabil
 preprocessed grid; ``export(prediction, out_path, reference=...)`` writes the label map in
 the original geometry, with the postprocessing rule of best.json applied.
 
-Ensembling: each configuration's folds are averaged as softmax probabilities
-(:func:`~autoseg.inference.probabilities.predict_probabilities`); configurations (an ensemble
+Ensembling: each configuration's folds are averaged as probabilities (softmax, or one
+sigmoid per region for region-based training;
+:func:`~autoseg.inference.probabilities.predict_probabilities`); configurations (an ensemble
 chosen by find-best) are then averaged with equal weights on the first configuration's grid
 (the others' probabilities are resampled to it; every grid spans the same crop box).
 """
@@ -257,6 +258,7 @@ class Predictor:
                 amp=self.options.amp,
                 roi=case.roi,
                 feature_layers=self.options.feature_layers if wants_features else (),
+                region_based=self.plans.region_based,
             )
             if found:
                 features = {layer.name: stack for layer, stack in found.items()}
@@ -315,4 +317,5 @@ class Predictor:
             postprocessing=self.selection.postprocessing,
             roi=prediction.roi,
             anisotropy_threshold=threshold,
+            regions_class_order=self.plans.regions_class_order,
         )

@@ -1,4 +1,4 @@
-"""Predict softmax probabilities of preprocessed images with one or more trained networks.
+"""Predict probabilities of preprocessed images with one or more trained networks.
 
 :func:`predict_probabilities` is the one entry point for both families (the trainer's
 end-of-training validation calls it too): a U-Net predicts by Gaussian-weighted sliding
@@ -10,8 +10,9 @@ What is averaged, and where:
 - Test-time mirroring averages the *logits* of the mirrored predictions (per window for the
   U-Net, per volume for DeepMedic), along the plan's augmentation mirror axes.
 - Sliding windows are stitched as a Gaussian-weighted mean of logits.
-- The softmax is applied to each network's stitched logits; the *probabilities* of the
-  networks (folds) are then averaged with equal weights.
+- The softmax (for region-based training: a sigmoid per region) is applied to each
+  network's stitched logits; the *probabilities* of the networks (folds) are then averaged
+  with equal weights.
 
 The window (or tile) batch size and whether to accumulate on the GPU or in host memory come
 from the memory model (:func:`autoseg.planner.memory.estimate_inference_memory`) and the free
@@ -210,8 +211,10 @@ def predict_probabilities(
     device: torch.device | None = None,
     amp: bool | None = None,
     roi: np.ndarray | None = None,
+    region_based: bool = False,
 ) -> np.ndarray:
-    """Softmax probabilities of a preprocessed image, averaged over ``networks`` (folds).
+    """Softmax (or per-region sigmoid) probabilities of a preprocessed image, averaged over
+    ``networks`` (folds).
 
     Args:
         networks: Networks of one configuration (one per fold), built from ``config_plan``.
@@ -227,10 +230,13 @@ def predict_probabilities(
             are moved there.
         amp: Mixed precision; default: on CUDA when the plan's precision is ``"amp"``.
         roi: Optional boolean ROI Z×Y×X on the same grid; outside it the prediction is
-            background (probability 1).
+            background (probability 1; every region 0).
+        region_based: The outputs are regions (``Plans.region_based``): a sigmoid per
+            output channel instead of the softmax over them.
 
     Returns:
-        float32 K×Z×Y×X probabilities (summing to 1 over K), K = the plan's class count.
+        float32 K×Z×Y×X probabilities, K = the network's output channels: summing to 1
+        over K, or one independent probability per region.
 
     Raises:
         ConfigError: for an invalid ``step_fraction``.
@@ -245,6 +251,7 @@ def predict_probabilities(
         device=device,
         amp=amp,
         roi=roi,
+        region_based=region_based,
     )
     return probabilities
 
@@ -260,6 +267,7 @@ def predict_with_features(
     amp: bool | None = None,
     roi: np.ndarray | None = None,
     feature_layers: Sequence[FeatureLayer] = (),
+    region_based: bool = False,
 ) -> tuple[np.ndarray, dict[FeatureLayer, np.ndarray]]:
     """:func:`predict_probabilities`, also recording DeepMedic feature maps.
 
@@ -304,23 +312,28 @@ def predict_with_features(
                 feature_layers=feature_layers if i == 0 else (),
             )
         features.update(found)
-        probabilities = torch.softmax(logits, dim=0).cpu().numpy()
+        if region_based:
+            probabilities = torch.sigmoid(logits).cpu().numpy()
+        else:
+            probabilities = torch.softmax(logits, dim=0).cpu().numpy()
         del logits
         total = probabilities if total is None else np.add(total, probabilities, out=total)
     assert total is not None  # networks is not empty
     if len(networks) > 1:
         total /= len(networks)
     if roi is not None:
-        _background_outside(total, roi)
+        _background_outside(total, roi, region_based)
     return total, features
 
 
-def _background_outside(probabilities: np.ndarray, roi: np.ndarray) -> None:
-    """Set probabilities outside a Z×Y×X ROI to background (in place)."""
+def _background_outside(probabilities: np.ndarray, roi: np.ndarray, region_based: bool) -> None:
+    """Set probabilities outside a Z×Y×X ROI to background (in place): class 0 at 1, or
+    every region at 0."""
     if tuple(roi.shape) != tuple(probabilities.shape[1:]):
         raise ValueError(
             f"ROI shape {roi.shape} differs from the image's {probabilities.shape[1:]}"
         )
     outside = ~np.asarray(roi, dtype=bool)
     for k in range(probabilities.shape[0]):
-        np.copyto(probabilities[k], 1.0 if k == 0 else 0.0, where=outside)
+        value = 1.0 if k == 0 and not region_based else 0.0
+        np.copyto(probabilities[k], value, where=outside)

@@ -156,7 +156,10 @@ def fingerprint_case(case: Case, dataset: Dataset) -> tuple[CaseFingerprint, np.
     label = crop_to_box(arrays.label, box)
     seed = int.from_bytes(hashlib.sha256(case.case_id.encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)
-    foreground = np.flatnonzero(label > 0)
+    labelled = label > 0
+    if dataset.ignore_label is not None:  # unannotated voxels are not foreground
+        labelled &= label != dataset.ignore_label
+    foreground = np.flatnonzero(labelled)
     if foreground.size > SAMPLES_PER_CASE:
         foreground = rng.choice(foreground, SAMPLES_PER_CASE, replace=False)
     samples = image.reshape(image.shape[0], -1)[:, foreground].astype(np.float32)

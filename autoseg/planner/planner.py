@@ -94,8 +94,20 @@ def plan_dataset(
     regions: Mapping[str, tuple[int, ...]] | None = None,
     use_roi: bool = False,
     inputs: Mapping[str, str] | None = None,
+    ignore_label: int | None = None,
+    regions_class_order: tuple[int, ...] | None = None,
 ) -> Plans:
     """Decide preprocessing and every configuration for this dataset and hardware.
+
+    Args:
+        fingerprint: The dataset fingerprint.
+        heuristics: The planner heuristics.
+        hardware: The memory/compute target.
+        regions: Region name -> label values, in order.
+        use_roi: Cases carry ROI masks.
+        inputs: Digests recorded in the plan.
+        ignore_label: The ignore label (no class: no output, no sampling weight).
+        regions_class_order: Region-based training: the networks get one output per region.
 
     Raises:
         PlansError: if no configuration fits the memory/compute target.
@@ -105,7 +117,10 @@ def plan_dataset(
     median_shape: Shape3 = tuple(round(v) for v in np.median(sizes, axis=0))  # type: ignore[assignment]
     dataset_voxels = int(np.sum(np.prod(sizes, axis=1)))
     normalization = normalization_for(fingerprint, heuristics, use_roi)
-    num_classes = max(fingerprint.labels.values()) + 1
+    classes = {v: f for v, f in fingerprint.class_voxel_fraction.items() if v != ignore_label}
+    num_classes = max(v for v in fingerprint.labels.values() if v != ignore_label) + 1
+    if regions_class_order is not None:
+        num_classes = len(regions or {})  # one sigmoid output per region
     common = dict(
         data_identifier=_data_identifier(
             spacing, normalization, use_roi, heuristics.anisotropy_threshold
@@ -137,13 +152,13 @@ def plan_dataset(
         normalization=normalization,
         use_roi_mask=use_roi,
         class_voxel_fraction=dict(fingerprint.class_voxel_fraction),
-        class_sampling_weights=class_sampling_weights(
-            fingerprint.class_voxel_fraction, heuristics.class_weight_power
-        ),
+        class_sampling_weights=class_sampling_weights(classes, heuristics.class_weight_power),
         configurations=configurations,
         heuristics=heuristics,
         hardware=hardware,
         inputs=dict(inputs or {}),
+        ignore_label=ignore_label,
+        regions_class_order=regions_class_order,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from autoseg import __version__
 from autoseg.atomic import atomic_write_json
+from autoseg.data.labels import ScoreTarget, label_names, score_targets
 from autoseg.errors import ConfigError, PlansError
 from autoseg.frozendict import FrozenDict
 from autoseg.networks import DeepMedicConfig, UNetConfig, network_config_from_dict
@@ -186,8 +187,10 @@ class Plans:
     """Everything a training run and a predictor need, decided from the data and the hardware.
 
     Attributes:
-        labels: Label name -> value (consecutive from 0, background included).
-        regions: Evaluation regions (name -> label values).
+        labels: Label name -> value (consecutive from 0, background and the ignore label
+            included).
+        regions: Regions (name -> label values), in order: evaluated beside the labels, or,
+            for region-based training, the network's outputs.
         normalization: One scheme per input channel.
         use_roi_mask: Cases carry ROI masks; sampling and prediction respect them.
         class_voxel_fraction: Label value -> fraction of all (cropped) voxels.
@@ -197,6 +200,11 @@ class Plans:
         heuristics: The heuristics the plan was made with.
         hardware: The memory/compute target the plan was fitted to.
         inputs: Digests of the files the plan was computed from (fingerprint, heuristics).
+        ignore_label: The ``ignore`` label (unannotated voxels: no class, never predicted),
+            or None. Written to plans.json only when set.
+        regions_class_order: Region-based training: one sigmoid output per region, and the
+            label each region paints in a prediction, in order; None: label-based training
+            (softmax over the classes). Written to plans.json only when set.
     """
 
     dataset_name: str
@@ -213,6 +221,8 @@ class Plans:
     inputs: Mapping[str, str] = field(default_factory=dict)
     schema_version: int = PLANS_SCHEMA_VERSION
     autoseg_version: str = __version__
+    ignore_label: int | None = None
+    regions_class_order: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -224,11 +234,29 @@ class Plans:
             "inputs",
         ):
             object.__setattr__(self, name, FrozenDict(dict(getattr(self, name))))
+        if self.regions_class_order is not None:
+            order = tuple(int(v) for v in self.regions_class_order)
+            object.__setattr__(self, "regions_class_order", order)
 
     @property
     def num_classes(self) -> int:
-        """Number of output classes (background included)."""
-        return max(self.labels.values()) + 1
+        """Number of classes of the label maps (background included, the ignore label not)."""
+        return max(self.label_values) + 1
+
+    @property
+    def region_based(self) -> bool:
+        """True for region-based training (one sigmoid output per region)."""
+        return self.regions_class_order is not None
+
+    @property
+    def training_regions(self) -> tuple[tuple[int, ...], ...]:
+        """The label values of each output's region (region-based training), else ()."""
+        return tuple(tuple(v) for v in self.regions.values()) if self.region_based else ()
+
+    @property
+    def num_outputs(self) -> int:
+        """Output channels of the networks: one per region, or one per class."""
+        return len(self.regions) if self.region_based else self.num_classes
 
     @property
     def num_channels(self) -> int:
@@ -236,13 +264,40 @@ class Plans:
 
     @property
     def label_values(self) -> tuple[int, ...]:
-        """Planned label values, sorted (background 0 first)."""
-        return tuple(sorted(set(self.labels.values())))
+        """Planned label values (the ignore label not included), sorted (background first)."""
+        return tuple(sorted(set(self.labels.values()) - {self.ignore_label}))
 
     @property
     def foreground_labels(self) -> tuple[int, ...]:
-        """Planned label values other than 0, sorted: the labels every score is computed for."""
+        """Planned label values other than 0 (and the ignore label), sorted."""
         return tuple(v for v in self.label_values if v != 0)
+
+    @property
+    def scored_labels(self) -> tuple[int, ...]:
+        """The labels every score is computed for: the foreground labels, or none for
+        region-based training (its regions are scored instead)."""
+        return () if self.region_based else self.foreground_labels
+
+    @property
+    def score_targets(self) -> tuple[ScoreTarget, ...]:
+        """What the outputs are scored on, in order, with display names: the foreground
+        labels (label-based) or the regions (region-based). The pseudo-Dice of
+        ``log.jsonl`` follows this order; tables and plots name their columns with
+        :attr:`ScoreTarget.title`."""
+        return score_targets(
+            self.labels,
+            self.regions,
+            region_based=self.region_based,
+            ignore_label=self.ignore_label,
+        )
+
+    @property
+    def target_names(self) -> dict[str, str]:
+        """Display name of every target of a metric table (``"1"`` -> ``"Anterior"``, a
+        region -> its name); labels without a name map to ``""``."""
+        names = {str(v): n for v, n in label_names(self.labels).items()}
+        names.update({name: name for name in self.regions})
+        return names
 
     def configuration(self, name: str) -> ConfigurationPlan:
         """The configuration called ``name``.
@@ -273,6 +328,12 @@ class Plans:
             "heuristics": self.heuristics.to_dict(),
             "hardware": dataclasses.asdict(self.hardware),
             "inputs": dict(self.inputs),
+            **({} if self.ignore_label is None else {"ignore_label": self.ignore_label}),
+            **(
+                {}
+                if self.regions_class_order is None
+                else {"regions_class_order": list(self.regions_class_order)}
+            ),
         }
 
     @classmethod
@@ -287,6 +348,8 @@ class Plans:
                 f"plans schema_version {data.get('schema_version')!r} is not "
                 f"{PLANS_SCHEMA_VERSION}; re-run 'autoseg plan' with this autoseg version"
             )
+        optional = {"ignore_label": None, "regions_class_order": None}
+        data = {**optional, **data} if isinstance(data, dict) else data
         _strict_keys(cls, data, "plans")
         try:
             heuristics = PlannerHeuristics.from_dict(data["heuristics"])
@@ -314,6 +377,12 @@ class Plans:
             inputs=dict(data["inputs"]),
             schema_version=int(data["schema_version"]),
             autoseg_version=str(data["autoseg_version"]),
+            ignore_label=None if data["ignore_label"] is None else int(data["ignore_label"]),
+            regions_class_order=(
+                None
+                if data["regions_class_order"] is None
+                else tuple(int(v) for v in data["regions_class_order"])
+            ),
         )
 
     def to_json(self) -> str:

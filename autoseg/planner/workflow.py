@@ -164,6 +164,8 @@ def run_plan(
             regions=dataset.regions,
             use_roi=dataset.has_roi,
             inputs=inputs,
+            ignore_label=dataset.ignore_label,
+            regions_class_order=dataset.regions_class_order,
         )
         plans.save(workspace.plans_json)
     report = preprocess_planned(dataset, plans, workspace, num_workers=num_workers)

@@ -36,7 +36,8 @@ class PreprocessingSettings:
         normalization: One scheme per channel.
         use_roi_mask: Crop to the ROI mask and keep it with the case.
         anisotropy_threshold: Spacing ratio above which the coarse axis is resampled apart.
-        label_values: Every label value, sorted (background 0 first).
+        label_values: Every class's label value, sorted (background 0 first; the ignore
+            label, which gets no sampling locations, left out).
     """
 
     data_identifier: str
@@ -106,7 +107,9 @@ def preprocess_arrays(
         crop_box=box,
         target_spacing=settings.target_spacing,
         shape_after_resample=tuple(int(v) for v in image.shape[1:]),  # type: ignore[arg-type]
-        classes_present=tuple(int(v) for v in np.unique(label) if v != 0)
+        classes_present=tuple(
+            int(v) for v in np.unique(label) if v != 0 and int(v) in settings.label_values
+        )
         if label is not None
         else (),
         has_roi=roi is not None,

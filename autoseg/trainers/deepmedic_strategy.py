@@ -11,7 +11,9 @@ single source of alignment), and the intensity augmentations then act on each pa
 input, with the same random draws for all pathways of a sample
 (:class:`~autoseg.trainers.augmentation.PerPathway`).
 The loss is computed on the output segment only: cross-entropy by default (Dice + CE
-optional; the Dice statistics are summed over the batch, the segments being small).
+optional; the Dice statistics are summed over the batch, the segments being small); for
+region-based training binary cross-entropy + Dice per region (one sigmoid output each), and
+ignore-label voxels take no part in any term.
 
 Defaults: SGD with Nesterov momentum 0.9 and lr 1e-2, cross-entropy (nnU-Net's U-Net
 defaults are momentum 0.99 and Dice + CE). DeepMedic trains a batch-normalised network with
@@ -140,8 +142,14 @@ class DeepMedicStrategy:
     def forward(self, network: torch.nn.Module, inputs: Any) -> list[torch.Tensor]:
         return [network(inputs)]
 
-    def make_loss(self, config: ConfigurationPlan, kind: str) -> DeepSupervisionLoss:
-        return DeepSupervisionLoss(SegmentationLoss(kind, batch_dice=True), (1.0,))
+    def make_loss(self, plans: Plans, config: ConfigurationPlan, kind: str) -> DeepSupervisionLoss:
+        loss = SegmentationLoss(
+            kind,
+            batch_dice=True,
+            regions=plans.training_regions,
+            ignore_label=plans.ignore_label,
+        )
+        return DeepSupervisionLoss(loss, (1.0,))
 
     def inference_voxels(
         self, config: ConfigurationPlan, shape: Sequence[int], step_fraction: float

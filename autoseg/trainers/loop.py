@@ -182,7 +182,11 @@ def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improve
     if session.writer is not None:
         session.writer.add_record(record)
     session.save_seconds = time.perf_counter() - start
-    dice = ", ".join("-" if math.isnan(d) else f"{d:.3f}" for d in record.pseudo_dice)
+    names = [t.name or t.key for t in session.spec.plans.score_targets]
+    dice = ", ".join(
+        f"{name} {'-' if math.isnan(d) else f'{d:.3f}'}"
+        for name, d in zip(names, record.pseudo_dice)
+    )
     _log.info(
         "%s fold %s epoch %d/%d: train loss %.4f, val loss %.4f, pseudo Dice [%s] (EMA %.4f%s), "
         "lr %.2e, %.1f s",

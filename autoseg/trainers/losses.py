@@ -6,6 +6,14 @@ one-hot target; the saved tensors per output are exactly what the memory model c
 (:mod:`autoseg.planner.memory`): the log-softmax of the cross-entropy, the softmax, the one-hot
 target and the int64 labels. :func:`autoseg.diagnostics.memory_measure.reference_loss` is
 :func:`default_loss` applied to the deep-supervision outputs.
+
+Two variants, as nnU-Net trains them (targets stay label maps; the loss derives the rest):
+
+- **Ignore label**: voxels whose target is the ignore label take no part in any term (a
+  partial loss: cross-entropy and Dice statistics over the annotated voxels only).
+- **Regions**: K = the number of regions; each output is a sigmoid, its target the voxels
+  whose label is one of the region's values; binary cross-entropy (mean over regions and
+  voxels) + soft Dice per region (every region counts; there is no background output).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ __all__ = [
     "SegmentationLoss",
     "deep_supervision_weights",
     "default_loss",
+    "region_targets",
 ]
 
 LOSS_KINDS = ("dice_ce", "generalized_dice_ce", "ce", "dice")
@@ -42,12 +51,17 @@ class SegmentationLoss:
         batch_dice: Sum the Dice statistics over the batch (one Dice per class) instead of
             per sample; steadier for small patches with little foreground (DeepMedic).
         smooth: Added to numerator and denominator (an absent class predicted absent scores 1).
+        regions: Region-based training: the label values of each output's region, in output
+            order (empty: one softmax class per output).
+        ignore_label: Target value excluded from every term (None: none).
     """
 
     kind: str = "dice_ce"
     include_background: bool = False
     batch_dice: bool = False
     smooth: float = 1e-5
+    regions: tuple[tuple[int, ...], ...] = ()
+    ignore_label: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in LOSS_KINDS:
@@ -60,6 +74,8 @@ class SegmentationLoss:
                 f"loss needs logits B×K×… and labels B×… of the same spatial shape, got "
                 f"{list(logits.shape)} and {list(target.shape)}"
             )
+        if self.regions or self.ignore_label is not None:
+            return self._partial(logits, target)
         loss = logits.new_zeros((), dtype=torch.float32)
         if self.kind != "dice":
             loss = loss + F.cross_entropy(logits, target)
@@ -67,12 +83,45 @@ class SegmentationLoss:
             loss = loss + 1.0 - self._dice(logits, target)
         return loss
 
+    def _partial(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The region and/or ignore-label variant (see the module docstring)."""
+        valid = None if self.ignore_label is None else target != self.ignore_label
+        loss = logits.new_zeros((), dtype=torch.float32)
+        if self.regions:
+            if logits.shape[1] != len(self.regions):
+                raise ConfigError(
+                    f"region loss needs one output per region ({len(self.regions)}), got "
+                    f"{logits.shape[1]}"
+                )
+            onehot = region_targets(target, self.regions)
+            if self.kind != "dice":
+                bce = F.binary_cross_entropy_with_logits(logits.float(), onehot, reduction="none")
+                loss = loss + _masked_mean(bce, valid)
+            if self.kind != "ce":
+                probs = torch.sigmoid(logits.float())
+                loss = loss + 1.0 - self._overlap(*_masked(probs, onehot, valid), first=0)
+            return loss
+        assert valid is not None  # no regions: the ignore label is set
+        labels = target.masked_fill(~valid, 0)
+        if self.kind != "dice":
+            loss = loss + _masked_mean(F.cross_entropy(logits, labels, reduction="none"), valid)
+        if self.kind != "ce":
+            probs = torch.softmax(logits, dim=1, dtype=torch.float32)
+            onehot = torch.zeros_like(probs).scatter_(1, labels[:, None], 1.0)
+            first = 0 if self.include_background or probs.shape[1] == 1 else 1
+            loss = loss + 1.0 - self._overlap(*_masked(probs, onehot, valid), first=first)
+        return loss
+
     def _dice(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(logits, dim=1, dtype=torch.float32)
         onehot = torch.zeros_like(probs).scatter_(1, target[:, None], 1.0)
         first = 0 if self.include_background or probs.shape[1] == 1 else 1
+        return self._overlap(probs, onehot, first=first)
+
+    def _overlap(self, probs: torch.Tensor, onehot: torch.Tensor, *, first: int) -> torch.Tensor:
+        """Soft (or generalised) Dice of ``probs`` and ``onehot`` over channels ``first:``."""
         probs, onehot = probs[:, first:], onehot[:, first:]
-        dims: tuple[int, ...] = tuple(range(2, logits.dim()))
+        dims: tuple[int, ...] = tuple(range(2, probs.dim()))
         if self.batch_dice:
             dims = (0, *dims)
         intersection = (probs * onehot).sum(dims)
@@ -83,6 +132,38 @@ class SegmentationLoss:
             numerator = 2.0 * (weights * intersection).sum(-1) + self.smooth
             return (numerator / ((weights * denominator).sum(-1) + self.smooth)).mean()
         return ((2.0 * intersection + self.smooth) / (denominator + self.smooth)).mean()
+
+
+def region_targets(target: torch.Tensor, regions: Sequence[Sequence[int]]) -> torch.Tensor:
+    """float32 B×R×… masks: channel r is 1 where ``target`` holds a value of region r."""
+    masks = []
+    for members in regions:
+        mask = target == int(members[0])
+        for value in members[1:]:
+            mask = mask | (target == int(value))
+        masks.append(mask)
+    return torch.stack(masks, dim=1).to(torch.float32)
+
+
+def _masked(
+    probs: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probs`` and ``onehot`` with the unannotated voxels (``~valid``) set to 0."""
+    if valid is None:
+        return probs, onehot
+    weight = valid[:, None].to(probs.dtype)
+    return probs * weight, onehot * weight
+
+
+def _masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` (B×… or B×R×…) over the annotated voxels; 0 when there are none."""
+    values = values.float()
+    if valid is None:
+        return values.mean()
+    weight = valid.to(torch.float32)
+    if values.dim() == weight.dim() + 1:
+        weight = weight[:, None].expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def _volume_weights(reference: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from autoseg.inference.checkpoint import LoadedCheckpoint
 from autoseg.log import get_logger
 from autoseg.networks import build_network
-from autoseg.planner.plans import ConfigurationPlan
+from autoseg.planner.plans import ConfigurationPlan, Plans
 from autoseg.seeding import seed_everything
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.device import default_num_workers, select_device, use_amp
@@ -36,18 +36,25 @@ __all__ = ["open_session"]
 _log = get_logger(__name__)
 
 
-def _hyper(config: TrainConfig, strategy: TrainingStrategy, workers: int) -> dict[str, Any]:
+def _hyper(
+    config: TrainConfig, strategy: TrainingStrategy, workers: int, region_based: bool
+) -> dict[str, Any]:
     defaults = strategy.defaults
+    loss = defaults.region_loss if region_based else defaults.loss
     return {
         "lr": config.lr if config.lr is not None else defaults.lr,
         "momentum": config.momentum if config.momentum is not None else defaults.momentum,
-        "loss": config.loss if config.loss is not None else defaults.loss,
+        "loss": config.loss if config.loss is not None else loss,
         "num_workers": workers,
     }
 
 
 def _resolve(
-    config: TrainConfig, plan: ConfigurationPlan, strategy: TrainingStrategy, dist: DistContext
+    config: TrainConfig,
+    plans: Plans,
+    plan: ConfigurationPlan,
+    strategy: TrainingStrategy,
+    dist: DistContext,
 ) -> tuple[torch.device, dict[str, Any]]:
     """The device and the run-time choices recorded as "resolved" (loader workers share the
     machine's cores with the other ranks on it)."""
@@ -56,7 +63,7 @@ def _resolve(
     workers = config.num_workers
     if workers is None:
         workers = default_num_workers(device, cores)
-    resolved = {"device": str(device), **_hyper(config, strategy, workers)}
+    resolved = {"device": str(device), **_hyper(config, strategy, workers, plans.region_based)}
     resolved["amp"] = use_amp(config.amp, device, plan.precision)
     resolved["channels_last"] = (
         config.channels_last
@@ -106,7 +113,7 @@ def open_session(
     dist = dist if dist is not None else DistContext()
     plan = spec.config_plan
     strategy = strategy_for(plan.network.kind)
-    device, resolved = _resolve(config, plan, strategy, dist)
+    device, resolved = _resolve(config, spec.plans, plan, strategy, dist)
     seed_everything(config.seed)  # the same initial weights on every rank
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -144,7 +151,7 @@ def open_session(
         optimizer=optimizer,
         schedule=schedule,
         scaler=torch.amp.GradScaler(device.type, enabled=resolved["amp"]),
-        loss=strategy.make_loss(plan, resolved["loss"]),
+        loss=strategy.make_loss(spec.plans, plan, resolved["loss"]),
         state=state,
         dist=dist,
     )

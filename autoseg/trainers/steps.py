@@ -46,7 +46,8 @@ class ValidationResult:
 
     Attributes:
         loss: Mean loss of the full-resolution output.
-        counts: (K - 1)×3 (tp, fp, fn) per foreground class, summed over the batches.
+        counts: (tp, fp, fn) per foreground class ((K - 1)×3) or region (R×3), summed over
+            the batches; ignore-label voxels are not counted.
         seconds: Duration of the validation batches (loading included).
         seconds_per_voxel: Forward time per output voxel (eval mode), for time estimates.
     """
@@ -131,9 +132,10 @@ def train_epoch(session: Session, epoch: int) -> EpochTimings:
 def validate_epoch(session: Session) -> ValidationResult:
     """``val_iters`` validation batches in eval mode: loss and pseudo-Dice counts."""
     session.network.eval()
-    plan = session.spec.config_plan
+    plan, plans = session.spec.config_plan, session.spec.plans
     classes = plan.network.num_classes
-    counts = torch.zeros((classes - 1, 3), dtype=torch.int64)
+    regions, ignore = plans.training_regions, plans.ignore_label
+    counts = torch.zeros((len(regions) or classes - 1, 3), dtype=torch.int64)
     losses, forward_seconds, voxels = [], 0.0, 0
     start = time.perf_counter()
     label = f"{epoch_label(session, session.state.epoch)} validation"
@@ -146,7 +148,7 @@ def validate_epoch(session: Session) -> ValidationResult:
             with _autocast(session):
                 logits = session.strategy.forward(session.network, _inputs(session, inputs))[0]
                 loss = session.val_loss(logits, targets[0])
-            counts += confusion_counts(logits, targets[0], classes)  # synchronises the device
+            counts += confusion_counts(logits, targets[0], classes, regions, ignore)  # syncs
             forward_seconds += time.perf_counter() - tick
             voxels += targets[0].numel()
             losses.append(float(loss))
@@ -160,8 +162,8 @@ def validate_epoch(session: Session) -> ValidationResult:
 
 
 def pseudo_dice(counts: torch.Tensor) -> tuple[float, ...]:
-    """Dice per foreground class from (tp, fp, fn) counts: ``2tp / (2tp + fp + fn)``; NaN
-    where a class is in neither the reference nor the prediction."""
+    """Dice per foreground class (or region) from (tp, fp, fn) counts: ``2tp / (2tp + fp +
+    fn)``; NaN where a class is in neither the reference nor the prediction."""
     result = []
     for tp, fp, fn in counts.tolist():
         denominator = 2 * tp + fp + fn

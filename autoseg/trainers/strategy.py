@@ -19,7 +19,7 @@ from batchgenerators.dataloading.data_loader import DataLoader
 from batchgenerators.transforms.abstract_transforms import Compose
 
 from autoseg.planner.plans import ConfigurationPlan, Plans
-from autoseg.trainers.losses import DeepSupervisionLoss
+from autoseg.trainers.losses import DeepSupervisionLoss, region_targets
 
 __all__ = ["FamilyDefaults", "LoaderSpec", "TrainingStrategy", "confusion_counts"]
 
@@ -33,12 +33,15 @@ class FamilyDefaults:
         momentum: SGD momentum.
         loss: Loss kind (see :data:`autoseg.trainers.losses.LOSS_KINDS`).
         channels_last_on_cpu: Train in the channels-last-3d memory format on a CPU.
+        region_loss: Loss kind of region-based training (binary cross-entropy + Dice per
+            region, as nnU-Net trains regions).
     """
 
     lr: float
     momentum: float
     loss: str
     channels_last_on_cpu: bool = False
+    region_loss: str = "dice_ce"
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,9 @@ class TrainingStrategy(Protocol):
         """Logits of every supervised output (one in eval mode)."""
         ...
 
-    def make_loss(self, config: ConfigurationPlan, kind: str) -> DeepSupervisionLoss:
-        """The training loss over the outputs of :meth:`forward`."""
+    def make_loss(self, plans: Plans, config: ConfigurationPlan, kind: str) -> DeepSupervisionLoss:
+        """The training loss over the outputs of :meth:`forward` (regions and the ignore
+        label of ``plans`` included)."""
         ...
 
     def inference_voxels(
@@ -88,18 +92,42 @@ class TrainingStrategy(Protocol):
         ...
 
 
-def confusion_counts(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """True positives, false positives and false negatives per foreground class.
+def confusion_counts(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    regions: Sequence[Sequence[int]] = (),
+    ignore_label: int | None = None,
+) -> torch.Tensor:
+    """True positives, false positives and false negatives per foreground class or region.
 
     Args:
         logits: B×K×… network output.
         target: B×… int64 labels.
         num_classes: K.
+        regions: Region-based outputs: the label values of each output's region (a voxel
+            is predicted in region r where its logit is > 0, i.e. sigmoid > 0.5).
+        ignore_label: Target value whose voxels are not counted.
 
     Returns:
-        int64 tensor (K - 1)×3 of (tp, fp, fn) for classes 1..K-1, on the CPU.
+        int64 tensor of (tp, fp, fn): (K - 1)×3 for classes 1..K-1, or R×3 for the
+        regions; on the CPU.
     """
+    valid = None if ignore_label is None else target != ignore_label
+    if regions:
+        predicted = logits > 0
+        reference = region_targets(target, regions) > 0
+        if valid is not None:
+            predicted = predicted & valid[:, None]
+            reference = reference & valid[:, None]
+        dims = [0, *range(2, logits.dim())]
+        tp = (predicted & reference).sum(dims)
+        fp = (predicted & ~reference).sum(dims)
+        fn = (~predicted & reference).sum(dims)
+        return torch.stack((tp, fp, fn), dim=1).to(torch.int64).cpu()
     prediction = logits.argmax(1)
+    if valid is not None:
+        target, prediction = target[valid], prediction[valid]
     pairs = (target.reshape(-1) * num_classes + prediction.reshape(-1)).to(torch.int64)
     matrix = torch.bincount(pairs, minlength=num_classes * num_classes)
     matrix = matrix.reshape(num_classes, num_classes).cpu()  # rows: reference, cols: prediction

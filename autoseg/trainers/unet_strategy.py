@@ -4,9 +4,11 @@ Patches with foreground oversampling (:class:`~autoseg.trainers.sampling.PatchSa
 the shared augmentation, targets downsampled for every deep-supervision output (nearest
 neighbour: every ``factor``-th voxel along each axis, the factors being the products of the
 strides, as in ``UNetConfig.deep_supervision_scales``), and Dice + cross-entropy with weights
-halving per output level. Defaults as nnU-Net: SGD lr 1e-2, Nesterov momentum 0.99. On a
-CPU the channels-last-3d memory format is on by default (bench/train_speed.py, 2-core CPU:
-1.68 against 1.25 iterations/s with two threads, 1.62 against 1.43 with one).
+halving per output level (binary cross-entropy + Dice per region for region-based training;
+ignore-label voxels left out of every term, at every level). Defaults as nnU-Net: SGD lr
+1e-2, Nesterov momentum 0.99. On a CPU the channels-last-3d memory format is on by default
+(bench/train_speed.py, 2-core CPU: 1.68 against 1.25 iterations/s with two threads, 1.62
+against 1.43 with one).
 """
 
 from __future__ import annotations
@@ -99,9 +101,12 @@ class UNetStrategy:
         outputs = network(inputs)
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
-    def make_loss(self, config: ConfigurationPlan, kind: str) -> DeepSupervisionLoss:
+    def make_loss(self, plans: Plans, config: ConfigurationPlan, kind: str) -> DeepSupervisionLoss:
         outputs = len(_unet(config).deep_supervision_scales())
-        return DeepSupervisionLoss(SegmentationLoss(kind), deep_supervision_weights(outputs))
+        loss = SegmentationLoss(
+            kind, regions=plans.training_regions, ignore_label=plans.ignore_label
+        )
+        return DeepSupervisionLoss(loss, deep_supervision_weights(outputs))
 
     def inference_voxels(
         self, config: ConfigurationPlan, shape: Sequence[int], step_fraction: float
