@@ -69,7 +69,12 @@ def configuration_name(text: str) -> str:
 
 class FoldsAction(argparse.Action):
     """Folds given as one or more values, merged: ``0..4``, ``0,2``, ``0 1 2`` or ``all``
-    (each value as :func:`parse_folds` reads it, ``fold=`` prefix allowed)."""
+    (each value as :func:`parse_folds` reads it, ``fold=`` prefix allowed). ``num_folds``
+    bounds the indices (None: any index, for a user's split of any size)."""
+
+    def __init__(self, *args: Any, num_folds: int | None = NUM_FOLDS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.num_folds = num_folds
 
     def __call__(
         self,
@@ -85,7 +90,7 @@ class FoldsAction(argparse.Action):
         folds: list[int | str] = []
         for token in tokens:
             try:
-                parsed = parse_folds(token)
+                parsed = parse_folds(token, self.num_folds)
             except argparse.ArgumentTypeError as err:
                 parser.error(f"argument {option_string or self.metavar}: {err}")
             folds.extend(f for f in parsed if f not in folds)
@@ -104,21 +109,30 @@ def add_folds(
     metavar: str = "FOLDS",
     default: list[int | str] | None = None,
     nargs: str = "+",
+    num_folds: int | None = NUM_FOLDS,
 ) -> None:
-    """A folds option taking one or more values (``--folds 0 1 2``, ``--folds 0..4``)."""
+    """A folds option taking one or more values (``--folds 0 1 2``, ``--folds 0..4``);
+    ``num_folds=None`` accepts any fold index (the split refuses one it lacks)."""
     parser.add_argument(
-        *flags, nargs=nargs, action=FoldsAction, default=default, metavar=metavar, help=help
+        *flags,
+        nargs=nargs,
+        action=FoldsAction,
+        default=default,
+        metavar=metavar,
+        help=help,
+        num_folds=num_folds,
     )
 
 
-def parse_folds(text: str, num_folds: int = NUM_FOLDS) -> list[int | str]:
+def parse_folds(text: str, num_folds: int | None = NUM_FOLDS) -> list[int | str]:
     """Parse ``fold=0..4``, ``fold=2``, ``fold=0,2``, ``fold=all`` (or the bare value).
 
     Returns:
         Sorted fold indices, or ``["all"]`` for training on every case.
 
     Raises:
-        argparse.ArgumentTypeError: on anything else, or a fold outside ``0..num_folds-1``.
+        argparse.ArgumentTypeError: on anything else, or a fold outside ``0..num_folds-1``
+            (no bound when ``num_folds`` is None).
     """
     value = text.strip()
     if value.startswith("fold="):
@@ -137,8 +151,8 @@ def parse_folds(text: str, num_folds: int = NUM_FOLDS) -> list[int | str]:
         if stop < start:
             raise argparse.ArgumentTypeError(f"invalid fold range {part!r}: {start=} > {stop=}")
         folds.update(range(start, stop + 1))
-    bad = sorted(f for f in folds if f >= num_folds)
-    if bad:
+    bad = sorted(f for f in folds if num_folds is not None and f >= num_folds)
+    if bad and num_folds is not None:
         raise argparse.ArgumentTypeError(
             f"fold {bad[0]} out of range; folds are 0..{num_folds - 1} (or 'all')"
         )

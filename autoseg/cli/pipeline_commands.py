@@ -69,10 +69,19 @@ def add_train(p: argparse.ArgumentParser) -> None:
         "folds",
         nargs="*",
         metavar="fold=FOLDS",
-        help=f"folds to train: fold=0..{NUM_FOLDS - 1} (default), fold=2, fold=0,2, 0 1 2 or "
+        help="folds to train: every fold of splits.json (default; "
+        f"0..{NUM_FOLDS - 1} for the split autoseg makes), fold=2, fold=0,2, 0 1 2 or "
         "fold=all (every case)",
+        num_folds=None,
     )
-    add_folds(p, "--fold", "--folds", metavar="K", help="the same as fold=K (e.g. --fold 0 1 2)")
+    add_folds(
+        p,
+        "--fold",
+        "--folds",
+        metavar="K",
+        help="the same as fold=K (e.g. --fold 0 1 2)",
+        num_folds=None,
+    )
     add_work(p)
     add_train_arguments(p)
 
@@ -84,7 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.folds is not None and args.fold is not None:
         raise ConfigError("give the folds once: fold=FOLDS or --fold K, not both")
-    folds = args.folds or args.fold or list(range(NUM_FOLDS))
+    folds = args.folds or args.fold or []  # none: every fold of splits.json
     results = run_training(workspace_from_args(args), request_from_args(args, folds))
     if results:  # empty on torchrun's ranks other than 0: rank 0 reports
         print(format_results(results))

@@ -35,7 +35,8 @@ def _add_model_choice(
         "--folds",
         "-f",
         help=f"folds to use: 0..{NUM_FOLDS - 1}, 0,2, 0 1 2, 3 or all (default: every trained "
-        "fold, or best.json's)",
+        "fold, or best.json's; a split of your own may have more)",
+        num_folds=None,
     )
     p.add_argument(
         "--checkpoint",

@@ -23,6 +23,7 @@ from autoseg.data.geometry import Geometry
 from autoseg.data.imageio import read_image
 from autoseg.errors import InputError, PlansError
 from autoseg.evaluation.evaluate import as_label_map, find_images
+from autoseg.split_file import parse_splits
 from autoseg.workspace import FoldPaths, Workspace
 
 __all__ = [
@@ -63,7 +64,8 @@ def _listing(names: Sequence[str]) -> str:
 
 
 def read_splits(workspace: Workspace) -> tuple[tuple[str, ...], ...]:
-    """The validation case ids of each fold of ``W/splits.json``.
+    """The validation case ids of each fold of ``W/splits.json`` (either form, see
+    :mod:`autoseg.split_file`).
 
     Raises:
         InputError: if the file is missing, malformed, or a case validates in two folds.
@@ -74,18 +76,13 @@ def read_splits(workspace: Workspace) -> tuple[tuple[str, ...], ...]:
         raise InputError(
             "splits.json missing or not valid JSON; it is written by 'autoseg train'", path=path
         )
-    folds = data.get("folds") if isinstance(data, dict) else None
-    if not isinstance(folds, list) or not folds:
-        raise InputError("expected a JSON object with a non-empty 'folds' list", path=path)
-    if "num_folds" in data and data["num_folds"] != len(folds):
-        raise InputError(f"num_folds {data['num_folds']!r} != {len(folds)} folds listed", path=path)
+    try:
+        splits = parse_splits(data, path=path)
+    except PlansError as err:
+        raise InputError(err.message, path=path) from None
     seen: dict[str, int] = {}
-    val_sets = []
-    for index, fold in enumerate(folds):
-        val = fold.get("val") if isinstance(fold, dict) else None
-        if not isinstance(val, list) or not all(isinstance(c, str) for c in val):
-            raise InputError(f"fold {index} needs a 'val' list of case ids", path=path)
-        for case_id in val:
+    for index, fold in enumerate(splits.folds):
+        for case_id in fold.val:
             if case_id in seen:
                 raise InputError(
                     f"case validates in folds {seen[case_id]} and {index}",
@@ -93,8 +90,7 @@ def read_splits(workspace: Workspace) -> tuple[tuple[str, ...], ...]:
                     path=path,
                 )
             seen[case_id] = index
-        val_sets.append(tuple(val))
-    return tuple(val_sets)
+    return tuple(fold.val for fold in splits.folds)
 
 
 def load_source_dataset(workspace: Workspace) -> Dataset:

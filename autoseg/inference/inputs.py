@@ -1,11 +1,16 @@
 """Read ``autoseg predict``'s INPUT into cases: a folder, a CSV manifest, or one case's files.
 
-Three forms, told apart by the path(s) given:
+Four forms, told apart by the path(s) given:
 
-- **Folder** in nnU-Net naming: ``{case}_{XXXX}{ending}`` with ``XXXX`` = 0000, 0001, ... one
-  file per channel in the model's channel order (``{ending}``: .nii.gz, .nii, .nrrd, .mha,
-  ...). ROI masks, for models trained with them, are ``{case}_roi{ending}`` next to the
-  images. Any other image file name is an error.
+- **Dataset**: a dataset folder (with dataset.json) or description file (dataset.json, a
+  DeepMedic list descriptor): its test cases (nnU-Net's ``imagesTs/``, the MSD ``test``
+  list, DeepMedic's test lists), with their ROI masks.
+- **Folder** of images in nnU-Net naming: ``{case}_{XXXX}{ending}`` with ``XXXX`` = 0000,
+  0001, ... one file per channel in the model's channel order (``{ending}``: .nii.gz, .nii,
+  .nrrd, .mha, ...); or in MSD naming, ``{case}{ending}``: one file per case (a 4D file
+  holding every channel for a multi-channel model). ROI masks, for models trained with
+  them, are ``{case}_roi{ending}`` next to the images. A folder mixing both namings is an
+  error.
 - **CSV manifest** (``.csv``): a ``case`` column, one column per channel in the model's
   channel order (every column but ``case``, ``label``, ``roi``, ``patient``, ``group``), an
   optional ``roi`` column; relative paths resolve against the CSV's folder. ``label``,
@@ -28,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from autoseg.data.dataset import Case
+from autoseg.data.formats import read_dataset
 from autoseg.data.formats.manifest import RESERVED_COLUMNS
 from autoseg.data.imageio import SUPPORTED_ENDINGS, file_ending
 from autoseg.errors import AutosegError, ConfigError, DatasetError, InputError
@@ -49,7 +55,7 @@ class PredictionInputs:
         cases: Cases in input order (labels never set).
         endings: Case id -> file ending of its images (the output gets the same).
         problems: Case id -> what is wrong with that case's files (found while listing).
-        kind: ``"folder"``, ``"csv"`` or ``"files"``.
+        kind: ``"dataset"``, ``"folder"``, ``"csv"`` or ``"files"``.
     """
 
     cases: tuple[Case, ...]
@@ -81,13 +87,15 @@ def read_inputs(
     """List the cases of INPUT (a folder, a CSV manifest, or the files of one case).
 
     Args:
-        paths: The ``-i`` values: one folder, one ``.csv``, or one file per channel.
+        paths: The ``-i`` values: one dataset (folder with dataset.json, or a description
+            file), one folder of images, one ``.csv``, or one file per channel.
         channel_names: The model's channels, in order.
         use_roi: The model was trained with ROI masks (each case needs one).
         roi: ROI mask of a single case given as files.
 
     Raises:
         InputError: if the input does not exist, holds no case, or is malformed as a whole.
+        DatasetError: if a dataset given as input cannot be loaded.
         ConfigError: if ``roi`` is given with a folder or CSV input.
     """
     paths = [Path(p) for p in paths]
@@ -97,8 +105,11 @@ def read_inputs(
         raise InputError("input not found", path=paths[0])
     is_folder = len(paths) == 1 and paths[0].is_dir()
     is_csv = len(paths) == 1 and paths[0].suffix.lower() == ".csv"
-    if roi is not None and (is_folder or is_csv):
+    is_dataset = len(paths) == 1 and _is_dataset(paths[0])
+    if roi is not None and (is_folder or is_csv or is_dataset):
         raise ConfigError("--roi is for a single case given as files; folders use <case>_roi files")
+    if is_dataset:
+        return _read_dataset(paths[0], len(channel_names), use_roi)
     if is_folder:
         return _read_folder(paths[0], len(channel_names), use_roi)
     if is_csv:
@@ -112,9 +123,52 @@ def _missing_roi(case_id: str, hint: str) -> InputError:
     )
 
 
+def _is_dataset(path: Path) -> bool:
+    """A dataset folder (with dataset.json) or a dataset description file (.json)."""
+    if path.is_dir():
+        return (path / "dataset.json").is_file()
+    return path.is_file() and path.suffix.lower() == ".json"
+
+
+def _read_dataset(path: Path, num_channels: int, use_roi: bool) -> PredictionInputs:
+    """The test cases of a dataset (any format autoseg reads). Problems of its training cases
+    do not matter here; those of the test cases' files are found by the checks of predict."""
+    result = read_dataset(path)
+    dataset = result.dataset
+    if dataset is None:
+        raise result.problems[0].to_error(extra=len(result.problems) - 1)
+    if dataset.num_channels != num_channels:
+        raise InputError(
+            f"the dataset has {dataset.num_channels} channel(s) "
+            f"({', '.join(dataset.channel_names)}) but the model has {num_channels}",
+            path=path,
+        )
+    if not dataset.test_cases:
+        raise InputError(
+            "the dataset has no test cases to predict (nnU-Net: imagesTs/; MSD: a 'test' list; "
+            "DeepMedic lists: 'channelsTest')",
+            path=path,
+        )
+    cases, endings, problems = [], {}, {}
+    for case in dataset.test_cases:
+        endings[case.case_id] = file_ending(case.channels[0])
+        if use_roi and case.roi is None:
+            problems[case.case_id] = _missing_roi(case.case_id, "give the dataset's test ROI masks")
+        cases.append(
+            Case(
+                case.case_id,
+                case.channels,
+                roi=case.roi if use_roi else None,
+                channels_in_one_file=case.channels_in_one_file,
+            )
+        )
+    return PredictionInputs(tuple(cases), endings, problems, "dataset")
+
+
 def _read_folder(folder: Path, num_channels: int, use_roi: bool) -> PredictionInputs:
     channels: dict[str, dict[int, Path]] = {}
     rois: dict[str, Path] = {}
+    whole: dict[str, Path] = {}  # MSD naming: {case}{ending}, one file per case
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         ending = _ending(path)
         if path.name.startswith(".") or ending is None:
@@ -125,15 +179,20 @@ def _read_folder(folder: Path, num_channels: int, use_roi: bool) -> PredictionIn
         elif (match := _ROI.match(stem)) is not None:
             rois[match["case"]] = path
         else:
-            raise InputError(
-                f"file name does not follow {{case}}_{{XXXX}}{ending} (XXXX: 4-digit channel "
-                f"index) or {{case}}_roi{ending}",
-                path=path,
-            )
+            whole[stem] = path
+    if whole and channels:
+        stray = next(iter(whole.values()))
+        raise InputError(
+            f"file name does not follow {{case}}_{{XXXX}}{_ending(stray)} (XXXX: 4-digit channel "
+            f"index) or {{case}}_roi{_ending(stray)} as the other files of the folder do",
+            path=stray,
+        )
+    if whole:
+        return _read_whole_files(folder, whole, rois, num_channels, use_roi)
     if not channels:
         raise InputError(
             "no input images found; expected files named {case}_{XXXX}.nii.gz "
-            "(XXXX = 0000 for the first channel)",
+            "(XXXX = 0000 for the first channel) or {case}.nii.gz (MSD naming)",
             path=folder,
         )
     cases, endings, problems = [], {}, {}
@@ -157,6 +216,23 @@ def _read_folder(folder: Path, num_channels: int, use_roi: bool) -> PredictionIn
         if use_roi and roi is None and case_id not in problems:
             problems[case_id] = _missing_roi(case_id, f"put {case_id}_roi{ending} in {folder}")
         cases.append(Case(case_id, paths, roi=roi))
+    for path in rois.values() if use_roi else ():
+        logger.warning("%s: ROI mask without images, ignored", path)
+    return PredictionInputs(tuple(cases), endings, problems, "folder")
+
+
+def _read_whole_files(
+    folder: Path, files: dict[str, Path], rois: dict[str, Path], num_channels: int, use_roi: bool
+) -> PredictionInputs:
+    """MSD naming: one ``{case}{ending}`` file per case (4D for several channels)."""
+    cases, endings, problems = [], {}, {}
+    for case_id, path in files.items():
+        ending = file_ending(path)
+        endings[case_id] = ending
+        roi = rois.pop(case_id, None) if use_roi else None
+        if use_roi and roi is None:
+            problems[case_id] = _missing_roi(case_id, f"put {case_id}_roi{ending} in {folder}")
+        cases.append(Case(case_id, (path,), roi=roi, channels_in_one_file=num_channels > 1))
     for path in rois.values() if use_roi else ():
         logger.warning("%s: ROI mask without images, ignored", path)
     return PredictionInputs(tuple(cases), endings, problems, "folder")

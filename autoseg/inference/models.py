@@ -19,7 +19,7 @@ from autoseg.frozendict import FrozenDict
 from autoseg.log import get_logger
 from autoseg.planner.plans import Plans
 from autoseg.strict import did_you_mean
-from autoseg.workspace import CHECKPOINT_NAMES, FOLD_NAMES, Workspace
+from autoseg.workspace import CHECKPOINT_NAMES, Workspace
 
 __all__ = [
     "ModelSelection",
@@ -64,8 +64,12 @@ class ModelSelection:
 
 
 def trained_folds(workspace: Workspace, config: str, checkpoint: str = "final") -> list[int | str]:
-    """Folds of ``config`` whose checkpoint ``checkpoint_<checkpoint>.pt`` exists."""
-    return [f for f in FOLD_NAMES if workspace.checkpoint_path(config, f, checkpoint).is_file()]
+    """Folds of ``config`` whose checkpoint ``checkpoint_<checkpoint>.pt`` exists: the
+    numbered ones (any number of them: a user's split may hold more than five), then
+    ``all``."""
+    numbered = [int(p.name[len("fold_") :]) for p in workspace.numbered_fold_dirs(config)]
+    folds: list[int | str] = [*sorted(numbered), "all"]
+    return [f for f in folds if workspace.checkpoint_path(config, f, checkpoint).is_file()]
 
 
 def _check_checkpoint_name(checkpoint: str) -> None:

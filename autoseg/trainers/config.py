@@ -199,7 +199,8 @@ class TrainingRequest:
 
     Attributes:
         configs: Configuration names, or ("all",) for every planned configuration.
-        folds: Fold indices and/or "all" (train on every case).
+        folds: Fold indices and/or "all" (train on every case); empty: every fold of the
+            split (splits.json).
         config: Training options.
         resume: Continue unfinished folds from their latest checkpoint.
         overwrite: Retrain folds from scratch (deleting their folders).

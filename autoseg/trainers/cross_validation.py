@@ -1,9 +1,11 @@
 """``autoseg train``: train the planned configurations on the requested folds of the split.
 
 Reads plans.json and source.json (written by ``autoseg plan``), the dataset they point to
-(patient groups and the reference labels of the final validation) and the preprocessed cases'
-properties (classes present, for the stratified split); makes or reuses ``splits.json``; then
-trains every (configuration, fold) in turn with :func:`autoseg.trainers.loop.train_fold`.
+(patient groups, fixed validation sets and the reference labels of the final validation) and
+the preprocessed cases' properties (classes present, for the stratified split); makes, reuses
+or honours ``splits.json`` (:mod:`autoseg.trainers.splits`); then trains every
+(configuration, fold) in turn, by default every fold of the split, with
+:func:`autoseg.trainers.loop.train_fold`.
 Under ``torchrun`` every process runs this, joining one process group for all the folds
 (trained one after the other with every rank; see :mod:`autoseg.trainers.distributed`).
 """
@@ -73,7 +75,13 @@ def _classes_present(data_dir: Path, case_ids: Sequence[str]) -> dict[str, tuple
 def _splits(workspace: Workspace, dataset: Dataset, data_dir: Path, case_ids: list[str]) -> Splits:
     groups = {c.case_id: c.group for c in dataset.cases}
     classes = _classes_present(data_dir, case_ids)
-    return load_or_make_splits(workspace.splits_json, case_ids, groups=groups, classes=classes)
+    return load_or_make_splits(
+        workspace.splits_json,
+        case_ids,
+        groups=groups,
+        classes=classes,
+        fixed=dataset.validation_folds,
+    )
 
 
 def _fold_cases(
@@ -127,12 +135,13 @@ def _train_all(
     results = []
     for name in names:
         data_dir = workspace.preprocessed_dir(plans.configuration(name).data_identifier)
-        numbered = any(f != "all" for f in request.folds)
+        numbered = not request.folds or any(f != "all" for f in request.folds)
         splits = None
         if numbered:
             with dist.main_first("writing splits.json"):
                 splits = _splits(workspace, dataset, data_dir, case_ids)
-        for fold in request.folds:
+        folds = request.folds or tuple(range(splits.num_folds if splits else 0))
+        for fold in folds:
             train_ids, val_ids = _fold_cases(splits, case_ids, fold)
             spec = FoldSpec(plans, name, fold, train_ids, val_ids, workspace)
             _log.info(

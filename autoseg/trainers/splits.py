@@ -7,24 +7,26 @@ one of the currently smallest folds, preferring the fold that holds the fewest o
 classes so far (ties broken by a seeded draw). A class present in at least ``k`` groups is
 therefore in every fold's validation set, and fold sizes differ by at most the largest group.
 
-``splits.json`` is written once and reused (a hand-edited file is respected) as long as it
-covers exactly the current training cases; otherwise it is rebuilt with a warning.
+``splits.json`` is written once and reused. A split autoseg made is rebuilt (with a warning)
+when the training cases change; any other splits.json (written or edited by hand, nnU-Net's
+``splits_final.json``, DeepMedic's validation lists) is honoured as given, with any number of
+folds, after :func:`autoseg.split_file.check_splits`. Without a splits.json, a dataset that
+brings its own validation sets (DeepMedic lists) gets them as fixed folds.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from autoseg.artefacts import text_digest
 from autoseg.atomic import atomic_write_json
-from autoseg.errors import ConfigError, DatasetError, PlansError
+from autoseg.errors import DatasetError, PlansError
 from autoseg.log import get_logger
+from autoseg.split_file import Fold, Splits, check_splits, parse_splits
 from autoseg.workspace import NUM_FOLDS
 
 __all__ = [
@@ -38,65 +40,6 @@ __all__ = [
 SPLIT_SEED = 12345
 """Seed of the split (independent of the training seed, so every fold sees the same split)."""
 _log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Fold:
-    """Case ids of one fold's training and validation sets."""
-
-    train: tuple[str, ...]
-    val: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Splits:
-    """A k-fold split of the training cases (``splits.json``)."""
-
-    num_folds: int
-    seed: int
-    folds: tuple[Fold, ...]
-    inputs: Mapping[str, str]
-
-    def fold(self, fold: int | str) -> Fold:
-        """Training and validation cases of ``fold`` (an index, or "all": every case in both).
-
-        Raises:
-            ConfigError: if the fold index is out of range.
-        """
-        if fold == "all":
-            every = tuple(sorted({c for f in self.folds for c in f.train + f.val}))
-            return Fold(every, every)
-        if not isinstance(fold, int) or not 0 <= fold < self.num_folds:
-            raise ConfigError(f"fold {fold!r} out of range; folds are 0..{self.num_folds - 1}")
-        return self.folds[fold]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": 1,
-            "num_folds": self.num_folds,
-            "seed": self.seed,
-            "folds": [{"train": list(f.train), "val": list(f.val)} for f in self.folds],
-            "inputs": dict(self.inputs),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Splits:
-        """Parse ``splits.json`` content.
-
-        Raises:
-            PlansError: if the content is malformed.
-        """
-        try:
-            folds = tuple(
-                Fold(tuple(str(c) for c in f["train"]), tuple(str(c) for c in f["val"]))
-                for f in data["folds"]
-            )
-            return cls(int(data["num_folds"]), int(data["seed"]), folds, dict(data["inputs"]))
-        except (KeyError, TypeError, ValueError) as err:
-            raise PlansError(
-                f"splits.json is malformed ({type(err).__name__}: {err}); expected keys "
-                "num_folds, seed, folds ([{train, val}, ...]), inputs"
-            ) from None
 
 
 def _cases_digest(case_ids: Sequence[str], groups: Mapping[str, str | None]) -> str:
@@ -170,30 +113,53 @@ def load_or_make_splits(
     groups: Mapping[str, str | None] | None = None,
     classes: Mapping[str, Sequence[int]] | None = None,
     num_folds: int = NUM_FOLDS,
+    fixed: Sequence[Sequence[str]] = (),
 ) -> Splits:
-    """Reuse ``path`` (splits.json) when it covers exactly ``case_ids``; else make and save one.
+    """The split in ``path`` (splits.json) if there is one, else a new one, saved there.
+
+    Args:
+        path: ``W/splits.json``.
+        case_ids: The dataset's training cases.
+        groups: Case id -> group id, for a new split.
+        classes: Case id -> label values present, for a new split.
+        num_folds: Folds of a new split.
+        fixed: Validation sets the dataset brings (DeepMedic's validation lists): without a
+            splits.json, they become the folds (each fold training on every other case).
+
+    Returns:
+        An existing split autoseg made for these cases and groups, or any splits.json autoseg
+        did not make, as given (checked, every fold's ``train`` filled in); else a new split
+        (rebuilt with a warning over a split autoseg made for other cases).
 
     Raises:
-        PlansError: if an existing splits.json is not valid JSON or malformed.
+        PlansError: if an existing splits.json is not valid JSON, is malformed, or names
+            unknown or overlapping cases.
         DatasetError: as :func:`make_splits`.
     """
     if path.is_file():
         try:
-            existing = Splits.from_dict(json.loads(path.read_text()))
+            existing = parse_splits(json.loads(path.read_text()), path=path)
         except json.JSONDecodeError as err:
             raise PlansError(f"splits.json is not valid JSON: {err}", path=path) from None
-        except PlansError as err:
-            raise PlansError(err.message, path=path) from None
-        covered = {c for f in existing.folds for c in f.val}
-        if covered == set(case_ids) and all(
-            set(f.train) | set(f.val) == set(case_ids) for f in existing.folds
-        ):
-            return existing
+        current = existing.inputs.get("cases") == _cases_digest(case_ids, groups or {})
+        if not existing.made_by_autoseg or current:
+            return check_splits(existing, case_ids, path=path)
         _log.warning(
-            "%s does not cover the current %d training cases; making a new split",
+            "%s was made for other training cases than the current %d; making a new split",
             path,
             len(case_ids),
         )
+    if fixed:
+        folds = tuple(Fold((), tuple(val)) for val in fixed)
+        splits = check_splits(Splits(len(folds), 0, folds), case_ids, path=path)
+        atomic_write_json(path, {**splits.to_dict(), "inputs": {}})
+        _log.info(
+            "wrote the dataset's %d fixed validation fold(s) (%s validation cases) to %s",
+            len(folds),
+            "+".join(str(len(f.val)) for f in folds),
+            path,
+        )
+        return splits
     splits = make_splits(case_ids, groups=groups, classes=classes, num_folds=num_folds)
     atomic_write_json(path, splits.to_dict())
     _log.info("wrote a %d-fold split of %d cases to %s", num_folds, len(case_ids), path)

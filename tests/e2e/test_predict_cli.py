@@ -361,3 +361,37 @@ def test_an_unexpected_failure_is_reported_and_the_rest_runs(
     assert "predicted 1 case(s), 1 FAILED (phantom_006)" in captured.out
     assert (tmp_path / "out" / "phantom_007.nii.gz").is_file()
     assert not (tmp_path / "out" / "phantom_006.nii.gz").exists()
+
+
+def test_msd_test_folders_and_dataset_folders_are_predicted(
+    tmp_path: Path, trained: tuple[Path, Workspace]
+) -> None:
+    """MSD names (one 4D file per case, no _XXXX), and a dataset folder's test cases."""
+    dataset, workspace = trained
+    args = ["--config", "unet3d", "--no-tta", "--folds", "0"]
+    assert predict(workspace, [dataset / "imagesTs"], tmp_path / "nnunet", *args) == 0
+    expected = read_image(tmp_path / "nnunet" / f"{CASE}.nii.gz")[0]
+    channels = [read_image(dataset / "imagesTs" / f"{CASE}_{c:04d}.nii.gz") for c in (0, 1)]
+    geometry = channels[0][1]
+    msd = tmp_path / "msd" / "imagesTs"
+    msd.mkdir(parents=True)
+    stack = np.stack([array for array, _ in channels], axis=-1).transpose(2, 1, 0, 3)
+    image = nib.Nifti1Image(stack.astype(np.float32), geometry.affine)
+    nib.save(image, str(msd / f"{CASE}.nii.gz"))  # MSD: X, Y, Z, channels
+    assert predict(workspace, [msd], tmp_path / "from_msd", *args) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "from_msd" / f"{CASE}.nii.gz")[0], expected)
+    description = {
+        "name": "msd",
+        "modality": {"0": "T1", "1": "FLAIR"},
+        "labels": {"0": "background", "1": "lesion", "2": "core", "3": "satellite"},
+        "training": [],
+        "test": [f"./imagesTs/{CASE}.nii.gz"],
+    }
+    (msd.parent / "dataset.json").write_text(json.dumps(description))
+    assert predict(workspace, [msd.parent], tmp_path / "from_list", *args) == 0
+    assert sorted(p.name for p in (tmp_path / "from_list").iterdir()) == [f"{CASE}.nii.gz"]
+    assert predict(workspace, [dataset], tmp_path / "from_dataset", *args) == 0  # imagesTs/
+    assert sorted(p.name for p in (tmp_path / "from_dataset").iterdir()) == [
+        "phantom_006.nii.gz",
+        "phantom_007.nii.gz",
+    ]

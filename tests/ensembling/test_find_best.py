@@ -330,7 +330,9 @@ def test_cli_prints_table_decisions_comparison_and_command(
     lines = out.splitlines()
     ranked = [line.split()[1] for line in lines if line[:5].strip() in {"1", "2", "3"}]
     assert ranked == ["unet3d+deepmedic", "unet3d", "deepmedic"]
-    assert "label 1: 1.0000 -> 1.0000  not applied" in out
+    assert "lesion (1): 1.0000 -> 1.0000  not applied" in out  # dataset.json's names
+    header = next(line for line in lines if line.startswith("rank"))
+    assert "lesion (1)" in header and "core (2)" in header and header.endswith("whole")
     assert "the CI excludes 0" in out
     assert lines[-1].strip() == (
         f"autoseg predict -i INPUT -o OUTPUT --work {ws.root.resolve()} --config best"

@@ -155,7 +155,10 @@ def test_known_overlaps_give_every_metric(ws: Workspace) -> None:
     assert set(data["inputs"]) == {"splits", "targets", "predictions", "references"}
     assert len(data["per_case"]) == 18
     on_disk = pd.read_csv(summary.csv_path)
-    assert list(on_disk.columns[:4]) == ["case", "fold", "target", "kind"]
+    assert list(on_disk.columns[:5]) == ["case", "fold", "target", "name", "kind"]
+    names = dict(zip(on_disk["target"].astype(str), on_disk["name"]))
+    assert names == {"1": "lesion", "2": "core", "whole": "whole"}  # dataset.json's names
+    assert data["summary"]["targets"]["1"]["name"] == "lesion"
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def test_folder_problems_are_per_case(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("names", "message"),
     [
-        (["scan.nii.gz"], r"does not follow \{case\}_\{XXXX\}.nii.gz"),
+        (["a_0000.nii.gz", "scan.nii.gz"], r"does not follow \{case\}_\{XXXX\}.nii.gz"),
         (["readme.md"], "no input images found"),
     ],
 )
@@ -63,6 +63,21 @@ def test_folder_errors(tmp_path: Path, names: list[str], message: str) -> None:
     touch(tmp_path, *names)
     with pytest.raises(InputError, match=message):
         read_inputs([tmp_path], CHANNELS, use_roi=False)
+
+
+def test_msd_naming_one_file_per_case(tmp_path: Path) -> None:
+    touch(
+        tmp_path, "hippocampus_001.nii.gz", "hippocampus_004.nii.gz", "hippocampus_004_roi.nii.gz"
+    )
+    single = read_inputs([tmp_path], ("MRI",), use_roi=False)
+    assert [c.case_id for c in single.cases] == ["hippocampus_001", "hippocampus_004"]
+    assert single.cases[0].channels == (tmp_path / "hippocampus_001.nii.gz",)
+    assert not single.cases[0].channels_in_one_file and not single.problems
+    four_d = read_inputs([tmp_path], ("FLAIR", "T1w", "t1gd", "T2w"), use_roi=True)
+    assert all(c.channels_in_one_file for c in four_d.cases)  # MSD's 4D multi-channel files
+    assert four_d.cases[1].roi == tmp_path / "hippocampus_004_roi.nii.gz"
+    assert "hippocampus_001_roi.nii.gz" in str(four_d.problems["hippocampus_001"])
+    assert four_d.output_path(Path("out"), "hippocampus_004") == Path("out/hippocampus_004.nii.gz")
 
 
 def test_csv_manifest(tmp_path: Path) -> None:

@@ -83,3 +83,56 @@ def test_fold_all_and_range() -> None:
 
     with pytest.raises(ConfigError, match="out of range"):
         splits.fold(5)
+
+
+def test_a_users_single_fold_is_honoured_in_either_form(tmp_path: Path) -> None:
+    path = tmp_path / "splits.json"
+    nnunet = [{"train": CASES[:15], "val": CASES[15:20]}]  # nnU-Net's splits_final.json
+    path.write_text(json.dumps(nnunet))
+    splits = load_or_make_splits(path, CASES)
+    assert splits.num_folds == 1 and splits.fold(0).train == tuple(CASES[:15])
+    assert splits.fold(0).val == tuple(CASES[15:20])  # cases 20..22: in no set of fold 0
+    assert json.loads(path.read_text()) == nnunet  # honoured as given, never rewritten
+    path.write_text(json.dumps({"folds": [{"val": CASES[:3]}, {"val": CASES[3:6]}]}))
+    two = load_or_make_splits(path, CASES)
+    assert two.num_folds == 2 and two.fold(1).train == tuple(CASES[:3] + CASES[6:])
+    from autoseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"fold 2 out of range; folds are 0..1"):
+        two.fold(2)
+
+
+@pytest.mark.parametrize(
+    ("folds", "message"),
+    [
+        ([{"val": CASES[:3]}, {"val": CASES[2:5]}], "case 'case_02' validates in folds 0 and 1"),
+        ([{"train": CASES[:4], "val": CASES[3:6]}], "fold 0 trains and validates on 'case_03'"),
+        (
+            [{"val": ["case_00", "ghost", "case_99"]}],
+            r"fold 0 names 2 case\(s\) that are not training cases of the dataset: 'case_99', "
+            "'ghost'",
+        ),
+        ([{"val": []}], "fold 0 has no validation case"),
+        ([{"val": ["case_00", "case_00"]}], "fold 0 'val' lists 'case_00' twice"),
+        ([{"val": CASES[:2], "test": []}], "fold 0 must be an object with a 'val' list"),
+    ],
+)
+def test_bad_user_splits_are_refused_clearly(
+    tmp_path: Path, folds: list[dict[str, object]], message: str
+) -> None:
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps(folds))
+    with pytest.raises(PlansError, match=message) as info:
+        load_or_make_splits(path, CASES)
+    assert info.value.path == path
+    assert json.loads(path.read_text()) == folds  # never replaced by a new split
+
+
+def test_fixed_validation_sets_become_the_folds(tmp_path: Path) -> None:
+    path = tmp_path / "splits.json"
+    splits = load_or_make_splits(path, CASES[:3], fixed=[CASES[:1]])  # 3 cases: no 5-fold need
+    assert splits.num_folds == 1
+    assert (splits.fold(0).train, splits.fold(0).val) == (tuple(CASES[1:3]), tuple(CASES[:1]))
+    data = json.loads(path.read_text())
+    assert data["folds"] == [{"train": CASES[1:3], "val": CASES[:1]}] and data["inputs"] == {}
+    assert load_or_make_splits(path, CASES[:3]) == splits  # then honoured as a user's split
