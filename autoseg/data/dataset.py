@@ -45,12 +45,12 @@ class Case:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A labelled dataset, loaded from nnU-Net v2 raw, MSD or a CSV manifest.
+    """A labelled dataset, loaded from nnU-Net v2 raw, MSD, a CSV manifest or DeepMedic lists.
 
     Attributes:
         name: Dataset name (dataset.json ``name``, or the folder/CSV stem).
         root: Folder the dataset was loaded from (the CSV's folder for manifests).
-        format: ``"nnunet"``, ``"msd"`` or ``"manifest"``.
+        format: ``"nnunet"``, ``"msd"``, ``"manifest"`` or ``"deepmedic"``.
         channel_names: One name per input channel ("CT", "T1", "FLAIR", ...); "CT" selects
             CT normalisation.
         labels: Label name -> integer value, background (0) and the ignore label included

@@ -23,7 +23,7 @@ RunCli = Callable[..., tuple[int, str, str]]
 
 
 def test_loaders_registry() -> None:
-    assert set(LOADERS) == {"nnunet", "msd", "manifest"}
+    assert set(LOADERS) == {"nnunet", "msd", "manifest", "deepmedic"}
 
 
 def test_nnunet_folder(verify_base: Path) -> None:
@@ -236,7 +236,7 @@ def test_manifest_sidecar_with_unknown_keys(broken: Path) -> None:
     problems = [str(p) for p in read_dataset(csv).problems]
     assert problems == [
         f"{csv.with_suffix('.json')}: unknown key(s) ['colour']; "
-        "expected keys: labels, name, description"
+        "expected keys: labels, regions_class_order, name, description"
     ]
 
 

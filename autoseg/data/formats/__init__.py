@@ -1,4 +1,5 @@
-"""Readers of the supported dataset formats: nnU-Net v2 raw, MSD and CSV manifests.
+"""Readers of the supported dataset formats: nnU-Net v2 raw, MSD, CSV manifests and DeepMedic
+list files.
 
 :func:`load_dataset` detects the format of a path and loads it. :data:`LOADERS` hold the
 strict loaders (raise :class:`~autoseg.errors.DatasetError` on the first structural
@@ -14,6 +15,7 @@ from pathlib import Path
 from autoseg.data.checks import Problem
 from autoseg.data.dataset import Dataset
 from autoseg.data.formats._common import LoadResult
+from autoseg.data.formats.deepmedic_lists import load_deepmedic_lists, read_deepmedic_lists
 from autoseg.data.formats.detect import FORMATS, detect_format
 from autoseg.data.formats.manifest import load_manifest, read_manifest
 from autoseg.data.formats.msd import load_msd, read_msd
@@ -27,10 +29,12 @@ __all__ = [
     "LoadResult",
     "detect_format",
     "load_dataset",
+    "load_deepmedic_lists",
     "load_manifest",
     "load_msd",
     "load_nnunet_raw",
     "read_dataset",
+    "read_deepmedic_lists",
     "read_manifest",
     "read_msd",
     "read_nnunet_raw",
@@ -40,11 +44,13 @@ LOADERS: dict[str, Callable[[Path], Dataset]] = {
     "nnunet": load_nnunet_raw,
     "msd": load_msd,
     "manifest": load_manifest,
+    "deepmedic": load_deepmedic_lists,
 }
 READERS: dict[str, Callable[[Path], LoadResult]] = {
     "nnunet": read_nnunet_raw,
     "msd": read_msd,
     "manifest": read_manifest,
+    "deepmedic": read_deepmedic_lists,
 }
 
 

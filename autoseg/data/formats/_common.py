@@ -13,20 +13,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from autoseg.data.checks import (
     Problem,
     check_case_ids,
     check_declared_labels,
     missing_file_problem,
+    unique_values,
 )
-from autoseg.data.dataset import Dataset
+from autoseg.data.dataset import Case, Dataset
+from autoseg.data.imageio import file_ending, read_image
 from autoseg.data.labels import LabelScheme, parse_label_scheme
 from autoseg.errors import DatasetError
+from autoseg.log import get_logger
+
+_log = get_logger(__name__)
 
 __all__ = [
     "LoadResult",
     "dataset_problems",
     "dataset_root",
+    "first_ending",
+    "infer_labels",
     "list_files",
     "missing_keys",
     "parse_label_map",
@@ -129,3 +138,31 @@ def dataset_problems(dataset: Dataset) -> list[Problem]:
     for case in dataset.cases + dataset.test_cases:
         problems += [missing_file_problem(case.case_id, p) for p in case.files if not p.is_file()]
     return problems
+
+
+def infer_labels(cases: list[Case]) -> dict[str, int]:
+    """Label names ``label_<v>`` (``background`` for 0) from the values in the label maps.
+
+    Unreadable maps and non-integer values are skipped here; verify reports them.
+    """
+    values: set[int] = {0}
+    for case in cases:
+        if case.label is None or not case.label.is_file():
+            continue
+        try:
+            array, _ = read_image(case.label)
+        except DatasetError:
+            continue
+        found = unique_values(array)
+        values.update(int(v) for v in found if np.isfinite(v) and float(v).is_integer())
+    _log.debug("labels inferred from %d label maps: %s", len(cases), sorted(values))
+    return {("background" if v == 0 else f"label_{v}"): v for v in sorted(values)}
+
+
+def first_ending(cases: list[Case]) -> str:
+    for case in cases:
+        try:
+            return file_ending(case.channels[0])
+        except DatasetError:
+            continue
+    return ".nii.gz"

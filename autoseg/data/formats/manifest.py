@@ -15,21 +15,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from autoseg.data.checks import Problem, unique_values
+from autoseg.data.checks import Problem
 from autoseg.data.dataset import Case, Dataset
 from autoseg.data.formats._common import (
     LoadResult,
     dataset_problems,
+    first_ending,
+    infer_labels,
     parse_label_map,
     read_json,
     strict,
 )
-from autoseg.data.imageio import file_ending, read_image
 from autoseg.data.labels import LabelScheme
-from autoseg.errors import DatasetError
 from autoseg.log import get_logger
 
 __all__ = ["RESERVED_COLUMNS", "SIDECAR_KEYS", "load_manifest", "read_manifest"]
@@ -70,8 +69,8 @@ def read_manifest(path: Path) -> LoadResult:
     if sidecar.is_file():
         name, scheme = _read_sidecar(sidecar, name, problems)
     else:
-        scheme = LabelScheme(_infer_labels(cases))
-    ending = _first_ending(cases + test_cases)
+        scheme = LabelScheme(infer_labels(cases))
+    ending = first_ending(cases + test_cases)
     dataset = Dataset(
         name=name,
         root=source.parent,
@@ -176,31 +175,3 @@ def _read_sidecar(
     )
     problems += found
     return name, scheme or LabelScheme({})
-
-
-def _infer_labels(cases: list[Case]) -> dict[str, int]:
-    """Label names ``label_<v>`` (``background`` for 0) from the values in the label maps.
-
-    Unreadable maps and non-integer values are skipped here; verify reports them.
-    """
-    values: set[int] = {0}
-    for case in cases:
-        if case.label is None or not case.label.is_file():
-            continue
-        try:
-            array, _ = read_image(case.label)
-        except DatasetError:
-            continue
-        found = unique_values(array)
-        values.update(int(v) for v in found if np.isfinite(v) and float(v).is_integer())
-    _log.debug("labels inferred from %d label maps: %s", len(cases), sorted(values))
-    return {("background" if v == 0 else f"label_{v}"): v for v in sorted(values)}
-
-
-def _first_ending(cases: list[Case]) -> str:
-    for case in cases:
-        try:
-            return file_ending(case.channels[0])
-        except DatasetError:
-            continue
-    return ".nii.gz"
