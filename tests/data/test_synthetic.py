@@ -237,3 +237,33 @@ def test_labels_follow_the_class_options() -> None:
     }
     case = phantom_case(PhantomSpec(nested_classes=3, rare_class=False), 0)
     assert set(np.unique(case.label).tolist()) <= {0, 1, 2, 3} and (case.label == 1).any()
+
+
+def test_brats_like_regions_and_sparse_slices(tmp_path: Path) -> None:
+    spec = PhantomSpec(
+        **SMALL,  # type: ignore[arg-type]
+        channels=("FLAIR", "T1", "T1CE", "T2"),
+        nested_classes=3,
+        rare_class=False,
+        regions=True,
+        sparse_slices=4,
+    )
+    assert "regions" not in PhantomSpec(**SMALL).to_dict()  # type: ignore[arg-type]
+    assert PhantomSpec.from_dict(spec.to_dict()) == spec
+    ds = generate_phantom_dataset(tmp_path / "brats", spec)
+    data = json.loads((tmp_path / "brats" / "dataset.json").read_text())
+    assert data["labels"] == {
+        "background": 0,
+        "whole tumour": [1, 2, 3],
+        "tumour core": [2, 3],
+        "enhancing tumour": [3],
+        "ignore": 4,
+    }
+    assert data["regions_class_order"] == [1, 2, 3]
+    assert ds.region_based and ds.ignore_label == 4 and ds.num_channels == 4
+    train = load_case(ds.cases[0], ds).label
+    assert train is not None and set(np.unique(train[1:4]).tolist()) == {4}
+    assert 4 not in np.unique(train[::4])
+    test = load_case(ds.test_cases[0], ds).label  # held-out labels stay dense
+    assert test is not None and 4 not in np.unique(test)
+    assert set(np.unique(test).tolist()) == {0, 1, 2, 3}

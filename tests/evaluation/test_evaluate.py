@@ -18,6 +18,7 @@ from autoseg.errors import InputError
 from autoseg.evaluation import (
     ROW_KEYS,
     compute_case_metrics,
+    evaluate_and_write,
     evaluate_folder,
     format_table,
     load_regions,
@@ -268,3 +269,45 @@ def test_cli_evaluate_bad_input_is_one_line_and_exit_2(folders, capsys) -> None:
     assert "case_001.nii.gz" in err[0]
     assert not (pred_dir / "metrics.csv").exists()
     assert main(["evaluate", str(pred_dir), str(gt_dir), "--nsd-tolerance", "-1"]) == 2
+
+
+def test_dataset_json_names_the_labels_beside_their_values(folders, tmp_path) -> None:
+    pred_dir, gt_dir, _ = folders
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({"labels": {"background": 0, "Anterior": 1, "Posterior": 2}}))
+    summary = evaluate_and_write(pred_dir, gt_dir, dataset_json=dataset, out_dir=tmp_path / "e")
+    table = pd.read_csv(tmp_path / "e" / "metrics.csv")
+    assert list(table.columns[:4]) == ["case", "target", "name", "kind"]
+    assert dict(zip(table["target"].astype(str), table["name"])) == {
+        "1": "Anterior",
+        "2": "Posterior",
+    }
+    lines = format_table(summary).splitlines()
+    assert lines[0].split()[:4] == ["target", "name", "kind", "n"]
+    assert next(line for line in lines if line.startswith("1 ")).split()[:3] == [
+        "1",
+        "Anterior",
+        "label",
+    ]
+
+
+def test_region_based_dataset_json_scores_regions_without_ignored_voxels(tmp_path) -> None:
+    """regions_class_order: only the regions are scored, and their mean is the score; the
+    ignore label's voxels count nowhere."""
+    ref = np.zeros(SHAPE, dtype=np.uint8)
+    ref[1:4, 2:6, 2:8] = 1
+    ref[2:3, 3:5, 3:6] = 2
+    pred = ref.copy()
+    ref[5] = 3  # unannotated slice, where the prediction says 1
+    pred[5] = 1
+    for folder, array in (("pred", pred), ("gt", ref)):
+        write_image(tmp_path / folder / "c.nii.gz", array, _geometry())
+    labels = {"background": 0, "whole": [1, 2], "core": 2, "ignore": 3}
+    dataset = tmp_path / "dataset.json"
+    dataset.write_text(json.dumps({"labels": labels, "regions_class_order": [1, 2]}))
+    summary = evaluate_and_write(tmp_path / "pred", tmp_path / "gt", dataset_json=dataset)
+    assert list(summary["targets"]) == ["whole", "core"]
+    assert summary["targets"]["whole"]["mean"]["dice"] == pytest.approx(1.0)
+    assert summary["foreground_mean"]["dice"] == pytest.approx(1.0)  # over the regions
+    assert summary["settings"]["ignore_label"] == 3 and summary["settings"]["labels"] == []
+    assert "foreground mean" in format_table(summary)

@@ -244,3 +244,17 @@ def test_compute_case_metrics_rejects_an_empty_region() -> None:
     pred, ref = _lines()
     with pytest.raises(ValueError, match="region 'r'"):
         compute_case_metrics(pred.astype(int), ref.astype(int), (1, 1, 1), [1], {"r": []})
+
+
+def test_ignore_label_voxels_are_outside_every_mask() -> None:
+    ref = np.zeros((1, 4, 4), dtype=np.uint8)
+    ref[0, 0, :2] = 1
+    ref[0, 1:, :] = 9  # unannotated
+    pred = np.ones((1, 4, 4), dtype=np.uint8)  # predicts 1 everywhere, also where ignored
+    spacing = (1.0, 1.0, 1.0)
+    (row,) = compute_case_metrics(pred, ref, spacing, [1], ignore_label=9)
+    assert (row["pred_voxels"], row["ref_voxels"], row["dice"]) == (4, 2, pytest.approx(2 / 3))
+    (plain,) = compute_case_metrics(pred, ref, spacing, [1])
+    assert plain["pred_voxels"] == 16
+    rows = compute_case_metrics(pred, ref, spacing, [], {"all": (1, 2)}, ignore_label=9)
+    assert [r["target"] for r in rows] == ["all"] and rows[0]["pred_voxels"] == 4

@@ -174,3 +174,59 @@ def test_feature_maps_are_4d_in_the_original_geometry(tmp_path: Path) -> None:
     data = np.asarray(image.dataobj).transpose(3, 2, 1, 0)
     np.testing.assert_allclose(data[:, 2:8, 1:11, 3:12], stack, atol=1e-6)
     assert not data[:, :2].any()
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_region_sigmoids_are_thresholded_and_painted_in_order(tmp_path: Path, save: bool) -> None:
+    """Nested regions (whole 1..3, core 2..3, enhancing 3) come back as an ordinary label
+    map; the saved probabilities keep every region at 0 outside the crop box and the ROI."""
+    geometry = oblique_geometry((2.0, 1.0, 1.0))
+    ref = reference_image(tmp_path, geometry)
+    labels = label_function(CROP, (2, 1, 3))
+    regions = np.stack([labels >= 1, labels >= 2, labels == 3]).astype(np.float32) * 0.9
+    roi = np.ones(SHAPE, dtype=bool)
+    roi[:, :, :5] = False
+    npz = tmp_path / "case.npz" if save else None
+    painted = export_prediction(
+        regions,
+        properties(geometry, (2.0, 1.0, 1.0), CROP),
+        tmp_path / "case.nii.gz",
+        reference=ref,
+        probabilities_path=npz,
+        roi=roi,
+        regions_class_order=(1, 2, 3),
+    )
+    expected = np.zeros(SHAPE, dtype=np.uint8)
+    expected[2:8, 1:11, 3:12] = labels
+    expected[~roi] = 0
+    np.testing.assert_array_equal(painted, expected)
+    np.testing.assert_array_equal(read_image(tmp_path / "case.nii.gz")[0], expected)
+    if npz is not None:
+        with np.load(npz) as data:
+            stored = data["probabilities"]
+        assert stored.shape == (3, *SHAPE) and float(stored[:, 0].max()) == 0.0
+        assert float(stored[:, ~roi].max()) == 0.0  # no background channel set to 1
+        np.testing.assert_allclose(stored[0, 2:8, 1:11, 5:12], regions[0, :, :, 2:], atol=1e-3)
+
+
+def test_regions_resampled_one_at_a_time_give_the_labels_of_the_saved_probabilities(
+    tmp_path: Path,
+) -> None:
+    geometry = oblique_geometry((3.0, 1.0, 1.0))
+    ref = reference_image(tmp_path, geometry)
+    rng = np.random.default_rng(0)
+    regions = rng.random((3, 3, 8, 7)).astype(np.float32)
+    props = properties(geometry, (6.0, 1.25, 1.3), (3, 8, 7))
+    bounded = export_prediction(
+        regions, props, tmp_path / "a.nii.gz", reference=ref, regions_class_order=(1, 2, 3)
+    )
+    full = export_prediction(
+        regions,
+        props,
+        tmp_path / "b.nii.gz",
+        reference=ref,
+        probabilities_path=tmp_path / "b.npz",
+        regions_class_order=(1, 2, 3),
+    )
+    np.testing.assert_array_equal(bounded, full)
+    assert set(np.unique(bounded).tolist()) <= {0, 1, 2, 3} and (bounded > 0).any()

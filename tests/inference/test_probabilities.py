@@ -145,3 +145,26 @@ def test_read_only_memory_map_input(tmp_path: Path, planned: tuple[Path, Plans])
         warnings.simplefilter("error")
         got = predict_probabilities(nets, plan, mapped, use_mirroring=False)
     np.testing.assert_array_equal(got, predict_probabilities(nets, plan, x, use_mirroring=False))
+
+
+@pytest.mark.parametrize("config", ["unet3d", "deepmedic"])
+def test_region_outputs_are_sigmoids_averaged_over_folds(
+    planned: tuple[Path, Plans], config: str
+) -> None:
+    """Region-based plans: each output channel is its own sigmoid (no softmax across them);
+    folds average those probabilities; outside the ROI every region is 0."""
+    plans = planned[1]
+    plan = plans.configuration(config)
+    nets = networks(plans, config, (1, 2))
+    x = image((2, 20, 18, 17))
+    roi = np.ones((20, 18, 17), dtype=bool)
+    roi[:4] = False
+    regions = predict_probabilities(nets, plan, x, use_mirroring=False, region_based=True, roi=roi)
+    softmax = predict_probabilities(nets, plan, x, use_mirroring=False)
+    each = [
+        predict_probabilities([n], plan, x, use_mirroring=False, region_based=True) for n in nets
+    ]
+    assert regions.shape == softmax.shape and float(regions[:, :4].max()) == 0.0
+    np.testing.assert_allclose(regions[:, 4:], ((each[0] + each[1]) / 2)[:, 4:], atol=1e-6)
+    assert np.abs(each[0].sum(0) - 1.0).max() > 1e-2  # independent per channel
+    assert ((0 <= regions) & (regions <= 1)).all()

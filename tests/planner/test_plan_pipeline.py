@@ -201,3 +201,47 @@ def test_plan_cli_prints_a_summary_and_bad_input_exits_2(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing" in err
     assert main(["plan", str(tiny_dataset), "--gpu-memory", "lots"]) == 2
+
+
+def test_region_based_sparse_dataset_plans_regions_and_the_ignore_label(
+    phantom_dataset: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A BraTS-like phantom with sparse slices: one output per region, the ignore label
+    neither a class nor a sampling target, and the plan records both (label plans do not)."""
+    spec = dict(SMALL, channels=("FLAIR", "T1", "T1CE", "T2"), nested_classes=3)
+    dataset_path = phantom_dataset(**spec, rare_class=False, regions=True, sparse_slices=3)
+    workspace = Workspace(tmp_path / "work")
+    run_plan(dataset_path, workspace, device="cpu", num_workers=1)
+    data = json.loads(workspace.plans_json.read_text())
+    assert data["regions_class_order"] == [1, 2, 3] and data["ignore_label"] == 4
+    assert data["regions"] == {
+        "whole tumour": [1, 2, 3],
+        "tumour core": [2, 3],
+        "enhancing tumour": [3],
+    }
+    plans = load_plans(workspace.plans_json)
+    assert plans.region_based and plans.num_outputs == 3 and plans.num_classes == 4
+    assert plans.training_regions == ((1, 2, 3), (2, 3), (3,))
+    assert plans.scored_labels == () and plans.label_values == (0, 1, 2, 3)
+    assert [t.key for t in plans.score_targets] == list(data["regions"])
+    assert set(plans.class_sampling_weights) == {1, 2, 3}
+    for config in plans.configurations.values():
+        assert config.network.num_classes == 3  # one sigmoid output per region
+        folder = workspace.preprocessed_dir(config.data_identifier)
+        case = load_preprocessed_case(folder, "phantom_001")
+        assert set(case.locations) == {0, 1, 2, 3}  # no ignore-label sampling targets
+        assert 4 not in case.properties.classes_present
+        assert case.seg is not None and 4 in np.unique(case.seg)  # kept for the loss to skip
+    fingerprint = load_fingerprint(workspace.fingerprint_json)
+    assert fingerprint.labels["ignore"] == 4
+    assert type(plans).from_json(plans.to_json()) == plans
+    label_plans = load_plans(planned_label_plans(phantom_dataset, tmp_path))
+    assert not label_plans.region_based and label_plans.ignore_label is None
+    text = (tmp_path / "labels" / "plans.json").read_text()
+    assert "regions_class_order" not in text and "ignore_label" not in text
+
+
+def planned_label_plans(phantom_dataset: Callable[..., Path], tmp_path: Path) -> Path:
+    workspace = Workspace(tmp_path / "labels")
+    run_plan(phantom_dataset(**SMALL), workspace, device="cpu", num_workers=1)
+    return workspace.plans_json

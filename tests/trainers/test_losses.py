@@ -101,3 +101,73 @@ def test_memory_model_reference_loss_is_the_trainer_loss(target: torch.Tensor) -
 def test_shape_mismatch_is_explained() -> None:
     with pytest.raises(ConfigError, match="same spatial shape"):
         SegmentationLoss()(torch.randn(1, 2, 4, 4, 4), torch.zeros(1, 4, 4, 5, dtype=torch.int64))
+
+
+REGIONS = ((1, 2), (2,))  # whole = labels 1 and 2, core = label 2
+
+
+def test_region_loss_is_bce_plus_dice_per_sigmoid_region(target: torch.Tensor) -> None:
+    logits = torch.randn(2, 2, 4, 5, 6, generator=torch.Generator().manual_seed(2))
+    masks = torch.stack([(target == 1) | (target == 2), target == 2], 1).float()
+    bce = F.binary_cross_entropy_with_logits(logits, masks)
+    probs = torch.sigmoid(logits)
+    inter, denom = (probs * masks).sum((2, 3, 4)), (probs + masks).sum((2, 3, 4))
+    dice = ((2 * inter + 1e-5) / (denom + 1e-5)).mean()  # every region counts
+    loss = float(SegmentationLoss("dice_ce", regions=REGIONS)(logits, target))
+    assert loss == pytest.approx(float(bce) + 1 - float(dice), rel=1e-5)
+    assert float(SegmentationLoss("ce", regions=REGIONS)(logits, target)) == pytest.approx(
+        float(bce), rel=1e-6
+    )
+    perfect = (masks * 2 - 1) * 50.0
+    assert float(SegmentationLoss("dice_ce", regions=REGIONS)(perfect, target)) < 1e-4
+    with pytest.raises(ConfigError, match=r"one output per region \(2\), got 3"):
+        SegmentationLoss(regions=REGIONS)(torch.zeros(2, 3, 4, 5, 6), target)
+
+
+@pytest.mark.parametrize("regions", [(), REGIONS])
+@pytest.mark.parametrize("kind", ["dice_ce", "ce", "dice", "generalized_dice_ce"])
+def test_ignore_label_voxels_take_no_part_in_the_loss(
+    target: torch.Tensor, regions: tuple[tuple[int, ...], ...], kind: str
+) -> None:
+    """Whatever the network outputs on ignore-label voxels, loss and gradients elsewhere are
+    the same, and those voxels get no gradient."""
+    sparse = target.clone()
+    sparse[:, ::2] = 3  # the ignore label on every other slice
+    channels = len(regions) or 3
+    logits = torch.randn(2, channels, 4, 5, 6, generator=torch.Generator().manual_seed(3))
+    loss = SegmentationLoss(kind, regions=regions, ignore_label=3)
+    changed = logits.clone()
+    changed[:, :, ::2] = torch.randn(2, channels, 2, 5, 6)
+    first = logits.clone().requires_grad_()
+    result = loss(first, sparse)
+    result.backward()
+    value = result.detach()
+    assert first.grad is not None and float(first.grad[:, :, ::2].abs().max()) == 0.0
+    assert float(loss(changed, sparse)) == pytest.approx(float(value), rel=1e-6)
+    assert math.isfinite(float(value))
+    everything = torch.full_like(sparse, 3)  # no annotated voxel: no NaN
+    assert math.isfinite(float(loss(logits, everything)))
+
+
+def test_ignore_label_cross_entropy_is_the_mean_over_annotated_voxels(target: torch.Tensor) -> None:
+    logits = torch.randn(2, 3, 4, 5, 6, generator=torch.Generator().manual_seed(4))
+    sparse = target.clone()
+    sparse[:, 1:] = 3
+    expected = F.cross_entropy(logits[:, :, :1], target[:, :1])
+    value = SegmentationLoss("ce", ignore_label=3)(logits, sparse)
+    assert float(value) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_pseudo_dice_counts_of_regions_and_without_ignored_voxels() -> None:
+    from autoseg.trainers.strategy import confusion_counts
+
+    target = torch.tensor([[[[0, 1, 2, 2, 3, 3]]]])  # 3: ignore
+    logits = torch.tensor([[[[-1.0, 1, 1, -1, 1, 1]]], [[[1.0, -1, 1, 1, 1, -1]]]])[None]
+    counts = confusion_counts(logits, target, 2, REGIONS, 3)
+    # whole (1, 2): predicted at voxels 1, 2 (and 4, 5: ignored); reference 1, 2, 3
+    # core (2): predicted at 0, 2, 3 (and 4: ignored); reference 2, 3
+    assert counts.tolist() == [[2, 0, 1], [2, 1, 0]]
+    classes = torch.zeros(1, 3, 1, 1, 6)
+    classes[0, 1] = 1.0  # every voxel predicted class 1
+    labels = torch.tensor([[[[0, 1, 2, 1, 3, 3]]]])
+    assert confusion_counts(classes, labels, 3, (), 3).tolist() == [[2, 2, 0], [0, 0, 1]]
