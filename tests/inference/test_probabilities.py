@@ -167,4 +167,4 @@ def test_region_outputs_are_sigmoids_averaged_over_folds(
     assert regions.shape == softmax.shape and float(regions[:, :4].max()) == 0.0
     np.testing.assert_allclose(regions[:, 4:], ((each[0] + each[1]) / 2)[:, 4:], atol=1e-6)
     assert np.abs(each[0].sum(0) - 1.0).max() > 1e-2  # independent per channel
-    assert ((0 <= regions) & (regions <= 1)).all()
+    assert ((regions >= 0) & (regions <= 1)).all()
