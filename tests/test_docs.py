@@ -8,8 +8,8 @@
   full demo is tests/e2e/test_demo.py). GPU examples (torchrun with NCCL) are only parsed.
 - docs/cli.md has a heading per subcommand and names every option of it in its section.
 - ``autoseg COMMAND --help`` works for every command.
-- The DeepMedic list-file conversion snippet of docs/migrating.md produces a manifest that
-  ``autoseg verify`` accepts.
+- The DeepMedic list descriptor of docs/migrating.md reads list files that ``autoseg
+  verify`` accepts.
 
 The content of the pages (error messages, the worked network example, the demo presets,
 links) is checked by tests/test_docs_pages.py.
@@ -40,7 +40,7 @@ DOCS = REPO / "docs"
 DOC_FILES = (REPO / "README.md", *sorted(DOCS.glob("*.md")))
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console", "zsh"}
 RUN_MARKER = "<!-- test_docs: run -->"
-SCRIPT_MARKER = "<!-- test_docs: deepmedic-script -->"
+SCRIPT_MARKER = "<!-- test_docs: deepmedic-descriptor -->"
 LAUNCHERS = {"torchrun", "python", "python3", "srun", "time", "nohup", "exec"}
 OPERATORS = {"&&", "||", ";", "|", "&", ";;", "(", ")"}
 REDIRECTIONS = {">", ">>", "<", ">&", "&>", "<<", "<<<"}
@@ -257,7 +257,7 @@ def test_shell_lines_are_split_into_autoseg_commands() -> None:
     [
         (["train", "--work", "W", "fold=0..4", "--epochs", "3"], False),
         (["train", "--epoch", "3"], True),  # a renamed option
-        (["train", "fold=7"], True),  # a bad value
+        (["train", "fold=x"], True),  # a bad value
         (["trian"], True),  # a misspelt subcommand
         (["predict", "-i", "x", "-o", "y", "--config", "unet"], True),
         (["plan", "--help"], False),
@@ -410,28 +410,42 @@ def test_cli_tour_runs(
 # --- docs/migrating.md: the DeepMedic list-file conversion ---------------------------------
 
 
-def test_deepmedic_conversion_snippet_makes_a_valid_manifest(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    tiny_dataset: Path,
-    capsys: pytest.CaptureFixture[str],
+def test_deepmedic_descriptor_of_the_docs_reads_the_lists(
+    tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The descriptor of docs/migrating.md over DeepMedic-style list files (one path per
+    line, relative to the list): verify accepts it, the validation lists are one fold."""
     block = _marked_block(DOCS / "migrating.md", SCRIPT_MARKER)
-    assert block.language == "python"
-    config = tmp_path / "deepmedic" / "config"
-    config.mkdir(parents=True)
+    assert block.language == "json"
+    descriptor = json.loads(block.text)
+    root = tmp_path / "deepmedic"
     cases = sorted(p.name[: -len(".nii.gz")] for p in (tiny_dataset / "labelsTr").iterdir())
-    lists = {
-        "trainChannels_t1.cfg": [f"imagesTr/{c}_0000.nii.gz" for c in cases],
-        "trainChannels_flair.cfg": [f"imagesTr/{c}_0001.nii.gz" for c in cases],
-        "trainGtLabels.cfg": [f"labelsTr/{c}.nii.gz" for c in cases],
-    }
-    for name, rows in lists.items():  # one path per line, relative to the list file
-        paths = [os.path.relpath(tiny_dataset / r, config) for r in rows]
-        (config / name).write_text("# DeepMedic list\n" + "".join(f"{p}\n" for p in paths) + "\n")
-    monkeypatch.chdir(config)
-    exec(compile(block.text, str(DOCS / "migrating.md"), "exec"), {"__name__": "__main__"})
-    manifest = config / "train.csv"
-    header = manifest.read_text().splitlines()[0]
-    assert header == "case,T1,FLAIR,label"
-    assert main(["verify", str(manifest), "-np", "1"]) == 0, capsys.readouterr().err
+    splits = {"train": cases[:4], "validation": cases[4:], "test": ["phantom_006"]}
+
+    def write(listing: str, paths: list[Path]) -> None:
+        path = root / listing
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [os.path.relpath(p, path.parent) for p in paths]
+        path.write_text("# DeepMedic list\n" + "".join(f"{r}\n" for r in rows) + "\n")
+
+    for split, key in (("train", "Training"), ("validation", "Validation"), ("test", "Test")):
+        folder = "imagesTs" if split == "test" else "imagesTr"
+        for channel, listing in enumerate(descriptor[f"channels{key}"]):
+            files = [tiny_dataset / folder / f"{c}_{channel:04d}.nii.gz" for c in splits[split]]
+            write(listing, files)
+        if f"gtLabels{key}" in descriptor:
+            write(descriptor[f"gtLabels{key}"], [tiny_dataset / "labelsTr" / f"{c}.nii.gz" for c in splits[split]])  # fmt: skip
+        for names in (f"namesForPredictionsPerCase{key[:3]}", f"namesForPredictionsPerCase{key}"):
+            if names in descriptor:
+                (root / descriptor[names]).write_text("".join(f"pred_{c}.nii.gz\n" for c in splits[split]))  # fmt: skip
+        roi = f"roiMasks{key}"
+        if roi in descriptor:
+            shape_of = tiny_dataset / folder
+            write(descriptor[roi], [shape_of / f"{c}_0000.nii.gz" for c in splits[split]])
+    (root / "deepmedic.json").write_text(block.text)
+    assert main(["verify", str(root / "deepmedic.json"), "-np", "1"]) == 0, capsys.readouterr().err
+    from autoseg.data.formats import load_dataset
+
+    dataset = load_dataset(root / "deepmedic.json")
+    assert dataset.validation_folds == (tuple(f"pred_{c}" for c in cases[4:]),)
+    assert [c.case_id for c in dataset.test_cases] == ["pred_phantom_006"]

@@ -56,7 +56,7 @@ def _with_nan(root: Path) -> None:
 
 ERROR_CASES: dict[str, Callable[[Path, Path], list[str]]] = {
     "train before plan": lambda ds, tmp: ["train", "--work", str(tmp / "w"), "fold=0"],
-    "bad fold": lambda ds, tmp: ["train", "--work", str(tmp / "w"), "fold=7"],
+    "bad fold": lambda ds, tmp: ["train", "--work", str(tmp / "w"), "fold=x"],
     "bad duration": lambda ds, tmp: ["train", "--time-budget", "90"],
     "bad size": lambda ds, tmp: ["plan", str(ds), "--gpu-memory", "11G8"],
     "predict without plan": lambda ds, tmp: [

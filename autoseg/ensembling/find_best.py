@@ -261,7 +261,9 @@ def find_best(
         folds=tuple(range(len(read_splits(workspace)))),
         metric=name,
         score=winner.score,
-        score_postprocessed=_postprocessed_score(list(decisions.values())),
+        score_postprocessed=(
+            _postprocessed_score(list(decisions.values())) if decisions else winner.score
+        ),
         postprocessing=rule_from_decisions(decisions),
         postprocessing_decisions=tuple(decisions[v] for v in sorted(decisions)),
         candidates=tuple(ranked),

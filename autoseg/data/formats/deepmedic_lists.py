@@ -180,8 +180,8 @@ def _split(reader: _Reader, data: dict[str, Any], split: str) -> list[Case]:
         if key is not None and key in data:
             listing = reader.path(data[key], key)
             columns[key] = reader.lines(listing) if listing else []
-    if split != "Test" and label_key not in data:
-        reader.fail(f"{label_key!r} is missing: {split.lower()} cases need label maps")
+    if split == "Validation" and label_key not in data:  # training's: a missing key
+        reader.fail(f"{label_key!r} is missing: validation cases need label maps")
     counts = {key: len(paths) for key, paths in columns.items()}
     if len(set(counts.values())) > 1:
         reader.fail(f"the {split.lower()} lists hold different numbers of cases: {counts}")
