@@ -7,7 +7,7 @@ Layout (see docs/artefacts.md)::
       fingerprint.json                dataset fingerprint
       plans.json                      the plan: preprocessing + one entry per configuration
       preprocessed/<data_id>/         <case>.npy (float32 CZYX), <case>_seg.npy, <case>.json
-      splits.json                     the 5-fold split of the training cases (NUM_FOLDS)
+      splits.json                     the folds (autoseg makes NUM_FOLDS; a user's: any number)
       results/<config>/fold_<k>/      one fold (k in 0..4, or ``all``): see FoldPaths
       results/<config>/cv_summary.*   cross-validation summary over the folds
       best.json                       find-best's choice

@@ -433,11 +433,14 @@ def test_deepmedic_descriptor_of_the_docs_reads_the_lists(
         for channel, listing in enumerate(descriptor[f"channels{key}"]):
             files = [tiny_dataset / folder / f"{c}_{channel:04d}.nii.gz" for c in splits[split]]
             write(listing, files)
+        cases_of = splits[split]
         if f"gtLabels{key}" in descriptor:
-            write(descriptor[f"gtLabels{key}"], [tiny_dataset / "labelsTr" / f"{c}.nii.gz" for c in splits[split]])  # fmt: skip
+            labels = [tiny_dataset / "labelsTr" / f"{c}.nii.gz" for c in cases_of]
+            write(descriptor[f"gtLabels{key}"], labels)
         for names in (f"namesForPredictionsPerCase{key[:3]}", f"namesForPredictionsPerCase{key}"):
             if names in descriptor:
-                (root / descriptor[names]).write_text("".join(f"pred_{c}.nii.gz\n" for c in splits[split]))  # fmt: skip
+                predictions = "".join(f"pred_{c}.nii.gz\n" for c in cases_of)
+                (root / descriptor[names]).write_text(predictions)
         roi = f"roiMasks{key}"
         if roi in descriptor:
             shape_of = tiny_dataset / folder

@@ -85,8 +85,9 @@ class LabelScheme:
     ignore_label: int | None = None
 
 
-def _members(value: object) -> tuple[int, ...]:
-    return (int(value),) if is_label_value(value) else tuple(sorted({int(v) for v in value}))  # type: ignore[attr-defined]
+def _members(value: int | list[int]) -> tuple[int, ...]:
+    """The sorted label values of an integer label or a region list."""
+    return (int(value),) if isinstance(value, int) else tuple(sorted({int(v) for v in value}))
 
 
 def parse_label_scheme(
@@ -112,7 +113,7 @@ def parse_label_scheme(
             plain[str(name)] = int(value)
             entries[str(name)] = (int(value),)
         elif is_region_value(value):
-            entries[str(name)] = _members(value)
+            entries[str(name)] = _members(value)  # type: ignore[arg-type]
         else:
             problems.append(
                 f"label {name!r} must be an integer or a list of integers (a region), "

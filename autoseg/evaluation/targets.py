@@ -120,6 +120,13 @@ def load_regions(spec: str | Path) -> dict[str, tuple[int, ...]]:
     return parse_regions(obj)
 
 
+def _name_to_value(labels: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """nnU-Net v2's name -> value ``labels``; an MSD dataset.json's value -> name
+    (``{"0": "background", "1": "Anterior"}``) turned round."""
+    msd = bool(labels) and all(str(k).isdigit() and isinstance(v, str) for k, v in labels.items())
+    return {name: int(value) for value, name in labels.items()} if msd else labels
+
+
 def read_dataset_json(path: Path) -> tuple[list[int], dict[str, tuple[int, ...]]]:
     """Foreground label values and regions to score (see :func:`read_dataset_targets`).
 
@@ -135,7 +142,8 @@ def read_dataset_json(path: Path) -> tuple[list[int], dict[str, tuple[int, ...]]
 
 
 def read_dataset_targets(path: Path) -> DatasetTargets:
-    """What a dataset.json says to score: labels, regions, the ignore label, names.
+    """What a dataset.json says to score: labels, regions, the ignore label, names. Both
+    nnU-Net v2's ``labels`` (name -> value) and the MSD's (value -> name) are read.
 
     Raises:
         InputError: if the file is missing, not JSON, or its ``labels`` (or
@@ -147,12 +155,13 @@ def read_dataset_targets(path: Path) -> DatasetTargets:
     obj = _read_json_file(path)
     if not isinstance(obj, Mapping) or not isinstance(obj.get("labels"), Mapping):
         raise InputError("expected a JSON object with a 'labels' mapping", path=path)
-    scheme, problems = parse_label_scheme(obj["labels"], obj.get("regions_class_order"))
+    raw = _name_to_value(obj["labels"])
+    scheme, problems = parse_label_scheme(raw, obj.get("regions_class_order"))
     if problems:
         raise InputError(problems[0], path=path)
     regions = dict(scheme.regions)
     regions.update(parse_regions(obj.get("regions", {}), source=path))
-    declared = label_entries(obj["labels"])  # integer entries, not values named by regions
+    declared = label_entries(raw)  # integer entries, not values named by regions
     labels = sorted({v for v in declared.values() if v not in (0, scheme.ignore_label)})
     region_based = scheme.regions_class_order is not None
     names = {str(v): n for v, n in label_names(scheme.labels).items()}

@@ -23,6 +23,7 @@ from autoseg.evaluation import (
     format_table,
     load_regions,
     read_dataset_json,
+    read_dataset_targets,
     summarize,
     write_evaluation,
 )
@@ -311,3 +312,13 @@ def test_region_based_dataset_json_scores_regions_without_ignored_voxels(tmp_pat
     assert summary["foreground_mean"]["dice"] == pytest.approx(1.0)  # over the regions
     assert summary["settings"]["ignore_label"] == 3 and summary["settings"]["labels"] == []
     assert "foreground mean" in format_table(summary)
+
+
+def test_an_msd_dataset_json_names_its_labels_too(tmp_path) -> None:
+    """The MSD's ``labels`` map values to names (Task04: Anterior, Posterior)."""
+    path = tmp_path / "dataset.json"
+    labels = {"0": "background", "1": "Anterior", "2": "Posterior"}
+    path.write_text(json.dumps({"modality": {"0": "MRI"}, "labels": labels}))
+    targets = read_dataset_targets(path)
+    assert targets.labels == [1, 2] and targets.regions == {}
+    assert targets.names["1"] == "Anterior" and targets.names["2"] == "Posterior"

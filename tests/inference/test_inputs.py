@@ -151,3 +151,22 @@ def test_part_option(text: str, ok: bool, capsys) -> None:
     status = main(["predict", "-i", "x", "-o", "y", "--part", text, "--work", "/nonexistent/w"])
     err = capsys.readouterr().err
     assert ("invalid part" in err) == (not ok) and status == 2
+
+
+HIPPOCAMPUS = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "Task04_Hippocampus_dev"
+)
+
+
+def test_the_real_msd_hippocampus_folder_is_read_with_its_names() -> None:
+    """MSD names as downloaded (``hippocampus_001.nii.gz``): one case per file; the
+    dataset.json's value -> name labels give the names shown in tables."""
+    if not HIPPOCAMPUS.is_dir():
+        pytest.skip(f"real data not available at {HIPPOCAMPUS}")
+    from autoseg.evaluation import read_dataset_targets
+
+    inputs = read_inputs([HIPPOCAMPUS / "imagesTr"], ("MRI",), use_roi=False)
+    assert len(inputs.cases) == 130 and not inputs.problems
+    assert inputs.cases[0].case_id == "hippocampus_001"
+    targets = read_dataset_targets(HIPPOCAMPUS / "dataset.json")
+    assert targets.labels == [1, 2] and targets.names["1"] == "Anterior"
