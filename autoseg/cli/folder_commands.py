@@ -40,12 +40,22 @@ def add_ensemble(p: argparse.ArgumentParser) -> None:
         help="apply a postprocessing rule: a best.json or a JSON object such as "
         '\'{"1": true, "2": false}\' in a file',
     )
+    p.add_argument(
+        "--dataset-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the dataset's dataset.json: with regions_class_order (region-based training) "
+        "the probabilities are region sigmoids, thresholded at 0.5 and painted in that order",
+    )
 
 
 def run_ensemble(args: argparse.Namespace) -> int:
     from autoseg.ensembling.folders import ensemble_folders, load_postprocessing_rule
+    from autoseg.evaluation.targets import read_dataset_targets
 
     rule = None if args.postprocessing is None else load_postprocessing_rule(args.postprocessing)
+    targets = None if args.dataset_json is None else read_dataset_targets(args.dataset_json)
     report = ensemble_folders(
         args.input,
         args.output,
@@ -53,6 +63,7 @@ def run_ensemble(args: argparse.Namespace) -> int:
         postprocessing=rule,
         overwrite=args.overwrite,
         num_workers=args.num_workers,
+        regions_class_order=None if targets is None else targets.regions_class_order,
     )
     print(report.summary())
     return report.exit_code

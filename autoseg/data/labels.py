@@ -18,6 +18,9 @@ Two nnU-Net conventions on top (:func:`parse_label_scheme`):
   values are the values the regions unite; each is named after the region that paints it.
   Without ``regions_class_order``, list-valued entries are regions for evaluation only and
   the integer entries are the trained labels.
+
+Display names (``lesion (1)``) and what a plan's outputs are scored on live in
+:mod:`autoseg.data.label_names`.
 """
 
 from __future__ import annotations
@@ -31,15 +34,12 @@ import numpy as np
 __all__ = [
     "IGNORE_NAME",
     "LabelScheme",
-    "ScoreTarget",
     "is_label_value",
     "is_region_value",
     "label_entries",
-    "label_names",
     "labels_from_probabilities",
     "parse_label_scheme",
     "region_entries",
-    "score_targets",
 ]
 
 IGNORE_NAME = "ignore"
@@ -206,59 +206,6 @@ def _class_order(
         )
         return None
     return order
-
-
-def label_names(labels: Mapping[str, int]) -> dict[int, str]:
-    """Value -> name of a ``labels`` mapping (name -> value): the display names of labels."""
-    return {int(value): str(name) for name, value in labels.items()}
-
-
-@dataclass(frozen=True)
-class ScoreTarget:
-    """One thing scored in evaluation: a label value or a region.
-
-    Attributes:
-        key: The ``target`` of metric tables: the label value as a string, or the region
-            name.
-        name: What a person reads: the label's name from dataset.json, or the region name.
-        kind: ``"label"`` or ``"region"``.
-        values: The label values it covers.
-    """
-
-    key: str
-    name: str
-    kind: str
-    values: tuple[int, ...]
-
-    @property
-    def title(self) -> str:
-        """``"Anterior (1)"`` for a named label, ``"label 1"`` without a name, else the
-        region name."""
-        if self.kind == "region":
-            return self.name
-        return f"{self.name} ({self.key})" if self.name else f"label {self.key}"
-
-
-def score_targets(
-    labels: Mapping[str, int],
-    regions: Mapping[str, Sequence[int]],
-    *,
-    region_based: bool = False,
-    ignore_label: int | None = None,
-) -> tuple[ScoreTarget, ...]:
-    """What a network's outputs are scored on, in output order.
-
-    Label-based: the foreground labels (not 0, not the ignore label), sorted by value.
-    Region-based: the regions, in order (the network's output channels).
-    """
-    if region_based:
-        return tuple(
-            ScoreTarget(name, name, "region", tuple(int(v) for v in members))
-            for name, members in regions.items()
-        )
-    names = label_names(labels)
-    values = sorted(v for v in set(labels.values()) if v != 0 and v != ignore_label)
-    return tuple(ScoreTarget(str(v), names.get(v, ""), "label", (v,)) for v in values)
 
 
 def labels_from_probabilities(

@@ -8,7 +8,10 @@ the folds' ``validation/`` write them) and the case's label map ``<case><ending>
 header the output copies. Every folder must hold the same cases. A case's ensemble is the
 argmax of the mean of its softmax maps (ties go to the lower label), written to
 ``OUTPUT/<case><ending>``; ``save_probabilities`` also writes the mean as ``<case>.npz``
-(float16). An optional postprocessing rule is applied to the labels.
+(float16). An optional postprocessing rule is applied to the labels. Predictions of
+region-based training (``regions_class_order`` given) hold region sigmoids: their mean is
+thresholded at 0.5 and painted in that order
+(:func:`~autoseg.data.labels.labels_from_probabilities`).
 
 **Postprocessing.** The rule is find-best's largest-connected-component rule per label: a
 ``best.json`` (its ``postprocessing``) or a JSON object ``{"1": true, "2": false}``. Every
@@ -32,6 +35,7 @@ import numpy as np
 from autoseg.atomic import atomic_path
 from autoseg.data.file_endings import SUPPORTED_ENDINGS
 from autoseg.data.imageio import read_image, write_image
+from autoseg.data.labels import labels_from_probabilities
 from autoseg.ensembling.postprocessing import apply_postprocessing
 from autoseg.errors import AutosegError, InputError
 from autoseg.log import get_logger
@@ -131,7 +135,7 @@ def _read_probabilities(path: Path, case_id: str) -> np.ndarray:
 
 def _ensemble_case(job: tuple[Any, ...]) -> str:
     """Worker: ensemble one case; '' on success, else the one-line reason."""
-    case_id, npz_paths, header, out, out_npz, rule = job
+    case_id, npz_paths, header, out, out_npz, rule, order = job
     try:
         _, geometry = read_image(header)
         total: np.ndarray | None = None
@@ -153,7 +157,12 @@ def _ensemble_case(job: tuple[Any, ...]) -> str:
                 )
             total = probabilities if total is None else total + probabilities
         assert total is not None
-        labels = np.argmax(total, axis=0).astype(np.uint8 if total.shape[0] <= 256 else np.int16)
+        if order is not None:
+            labels = labels_from_probabilities(total / len(npz_paths), order)
+        else:
+            labels = np.argmax(total, axis=0).astype(
+                np.uint8 if total.shape[0] <= 256 else np.int16
+            )
         if rule:
             labels = apply_postprocessing(labels, rule)
         if out_npz is not None:
@@ -194,8 +203,10 @@ def ensemble_folders(
     postprocessing: Mapping[int, bool] | None = None,
     overwrite: bool = False,
     num_workers: int = 1,
+    regions_class_order: Sequence[int] | None = None,
 ) -> FolderReport:
-    """Average the saved softmax of several prediction folders (see the module docstring).
+    """Average the saved softmax of several prediction folders (see the module docstring);
+    with ``regions_class_order``, their region sigmoids (thresholded and painted).
 
     Raises:
         InputError: fewer than two folders, a missing folder, an output that is one of the
@@ -238,7 +249,8 @@ def ensemble_folders(
             skipped.append(case_id)
             continue
         npz = tuple(f / f"{case_id}.npz" for f in folders)
-        jobs.append((case_id, npz, header, out, out_npz, dict(postprocessing or {})))
+        order = None if regions_class_order is None else tuple(regions_class_order)
+        jobs.append((case_id, npz, header, out, out_npz, dict(postprocessing or {}), order))
     return _run("ensembled", jobs, _ensemble_case, output, num_workers, skipped, failed)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from autoseg.data.label_names import display_label
 from autoseg.ensembling.best_choice import BestChoice, CandidateScore
 from autoseg.errors import PlansError
 from autoseg.planner.plans import load_plans
@@ -28,9 +29,9 @@ def _cell(value: float, signed: bool = False) -> str:
 
 
 def label_title(value: str | int, names: Mapping[str, str]) -> str:
-    """``"Anterior (1)"`` for a named label value, ``"label 1"`` otherwise."""
-    name = names.get(str(value), "")
-    return f"{name} ({value})" if name else f"label {value}"
+    """``"Anterior (1)"`` for a named label value, ``"label 1"`` otherwise (``names``: the
+    targets' names by target, as :attr:`~autoseg.planner.plans.Plans.target_names`)."""
+    return display_label(int(value), {int(value): names.get(str(value), "")})
 
 
 def workspace_target_names(workspace: Workspace) -> dict[str, str]:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoseg.data.label_names import label_names
 from autoseg.data.labels import (
     is_label_value,
     label_entries,
-    label_names,
     parse_label_scheme,
     region_entries,
 )
@@ -37,6 +37,7 @@ class DatasetTargets:
         ignore_label: The ignore label (left out of every mask), or None.
         names: Display name of every target (``"1"`` -> ``"edema"``, region -> itself).
         region_based: ``regions_class_order`` asks for region-based training.
+        regions_class_order: The label each region paints, for region-based training.
     """
 
     labels: list[int]
@@ -44,6 +45,7 @@ class DatasetTargets:
     ignore_label: int | None = None
     names: dict[str, str] = field(default_factory=dict)
     region_based: bool = False
+    regions_class_order: tuple[int, ...] | None = None
 
 
 __all__ = ["DatasetTargets", "load_regions", "parse_regions", "read_dataset_json"]
@@ -167,5 +169,10 @@ def read_dataset_targets(path: Path) -> DatasetTargets:
     names = {str(v): n for v, n in label_names(scheme.labels).items()}
     names.update({name: name for name in regions})
     return DatasetTargets(
-        [] if region_based else labels, regions, scheme.ignore_label, names, region_based
+        [] if region_based else labels,
+        regions,
+        scheme.ignore_label,
+        names,
+        region_based,
+        scheme.regions_class_order,
     )

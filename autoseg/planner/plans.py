@@ -16,7 +16,7 @@ from typing import Any
 
 from autoseg import __version__
 from autoseg.atomic import atomic_write_json
-from autoseg.data.labels import ScoreTarget, label_names, score_targets
+from autoseg.data.label_names import ScoreTarget, label_names, score_targets
 from autoseg.errors import ConfigError, PlansError
 from autoseg.frozendict import FrozenDict
 from autoseg.networks import DeepMedicConfig, UNetConfig, network_config_from_dict

@@ -33,7 +33,6 @@ import torch
 from autoseg.artefacts import is_current
 from autoseg.atomic import atomic_write_json
 from autoseg.data.dataset import Dataset
-from autoseg.data.label_names import display_label, label_names
 from autoseg.errors import ConfigError
 from autoseg.inference.checkpoint import (
     LoadedCheckpoint,
@@ -207,11 +206,10 @@ def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improve
 def _plot(session: Session, paths: FoldPaths) -> None:
     """progress.png, titled with the dataset, configuration and fold, labels by name."""
     plans, spec = session.spec.plans, session.spec
-    names = label_names(plans.labels)
     plot_progress(
         session.state.history,
         paths.progress_png,
-        class_names=[display_label(v, names) for v in plans.foreground_labels],
+        class_names=[t.title for t in plans.score_targets],  # labels, or regions
         title=f"{plans.dataset_name} · {spec.config_name} · fold {spec.fold}",
         ema_momentum=ema_momentum(session.state.total_epochs),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from autoseg.data.label_names import score_targets
 from autoseg.data.labels import (
     is_label_value,
     is_region_value,
@@ -12,7 +13,6 @@ from autoseg.data.labels import (
     labels_from_probabilities,
     parse_label_scheme,
     region_entries,
-    score_targets,
 )
 
 LABELS = {"background": 0, "lesion": 1, "core": 2, "whole": [1, 2], "bad": "x", "flag": True}

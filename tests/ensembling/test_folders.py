@@ -63,6 +63,22 @@ def test_ensemble_is_the_argmax_of_the_mean(folders, tmp_path: Path, capsys) -> 
     assert "skipped 3 with existing output" in capsys.readouterr().out
 
 
+def test_region_sigmoids_are_averaged_thresholded_and_painted(folders, tmp_path: Path) -> None:
+    """With a region-based dataset.json the .npz hold region sigmoids (not a softmax)."""
+    a, b, mean = folders  # any three channels in [0, 1] will do as region sigmoids
+    dataset = tmp_path / "dataset.json"
+    labels = {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "enhancing": 3}
+    dataset.write_text(json.dumps({"labels": labels, "regions_class_order": [1, 2, 3]}))
+    out = tmp_path / "regions"
+    argv = ["ensemble", "-i", str(a), str(b), "-o", str(out), "--dataset-json", str(dataset)]
+    assert main([*argv, "-np", "1"]) == 0
+    for case, expected in mean.items():
+        painted = np.zeros(SHAPE, dtype=np.uint8)
+        for value, channel in zip((1, 2, 3), expected):
+            painted[channel > 0.5] = value
+        np.testing.assert_array_equal(read_image(out / f"{case}.nii.gz")[0], painted)
+
+
 def test_ensemble_applies_a_postprocessing_rule(folders, tmp_path: Path) -> None:
     a, b, mean = folders
     report = ensemble_folders([a, b], tmp_path / "pp", postprocessing={1: True})
