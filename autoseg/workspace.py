@@ -6,6 +6,7 @@ Layout (see docs/artefacts.md)::
       source.json                     which dataset the workspace was planned from
       fingerprint.json                dataset fingerprint
       plans.json                      the plan: preprocessing + one entry per configuration
+      cpu_speed.json                  this machine's measured CPU training speed (CPU plans)
       preprocessed/<data_id>/         <case>.npy (float32 CZYX), <case>_seg.npy, <case>.json
       splits.json                     the folds (autoseg makes NUM_FOLDS; a user's: any number)
       results/<config>/fold_<k>/      one fold (k in 0..4, or ``all``): see FoldPaths
@@ -105,6 +106,11 @@ class Workspace:
     @property
     def plans_json(self) -> Path:
         return self.root / "plans.json"
+
+    @property
+    def cpu_speed_json(self) -> Path:
+        """This machine's measured CPU training speed (reused by later plans on it)."""
+        return self.root / "cpu_speed.json"
 
     @property
     def splits_json(self) -> Path:

@@ -8,7 +8,7 @@ first (``shutil.copytree(path, tmp_path / "ds")``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 
 from autoseg.data.synthetic import PhantomSpec, generate_phantom_dataset
+from autoseg.planner import cpu_speed
+from autoseg.planner.plans import CpuSpeed
 from autoseg.workspace import Workspace
+
+FIXED_CPU_SPEED = {"unet": {"fp32": 12.5}, "deepmedic": {"fp32": 12.5}}
+"""What CPU plans made in tests see instead of a measurement: float32 only, 12.5 GFLOP/s per
+thread (on 2 threads at the default efficiency, a 20 GFLOP budget per 1-second iteration)."""
 
 TINY_SPEC = {
     "num_train_cases": 6,
@@ -24,6 +30,20 @@ TINY_SPEC = {
     "base_shape": (32, 32, 32),
     "channels": ("T1", "FLAIR"),
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fixed_cpu_speed() -> Iterator[None]:
+    """Plans made in a test process use :data:`FIXED_CPU_SPEED` (deterministic and quick);
+    tests of the measurement itself import the real function at module level, before this.
+    Session-scoped (and autouse, so it comes first) to cover session-scoped plans too."""
+
+    def fixed(parallel_efficiency: float) -> CpuSpeed:
+        return CpuSpeed(FIXED_CPU_SPEED, 2, parallel_efficiency, "measured")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cpu_speed, "measure_cpu_speed", fixed)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -117,11 +117,14 @@ def measure_training_memory(
     patch_size: Sequence[int],
     batch_size: int,
     optimizer: str = "sgd",
+    precision: str = "fp32",
 ) -> MemoryMeasurement:
-    """Measure one fp32 training step on the CPU (forward, reference loss, backward, step).
+    """Measure one training step on the CPU (forward, reference loss, backward, step).
 
     Saved activations are counted once per storage (by ``untyped_storage().data_ptr()``),
-    parameters excluded. ``patch_size`` as in ``estimate_training_memory``.
+    parameters excluded (the bfloat16 weight copies autocast keeps count as saved tensors).
+    ``patch_size`` as in ``estimate_training_memory``; ``precision`` "fp32", or "bf16" for
+    the forward pass under CPU bfloat16 autocast.
     """
     torch.manual_seed(0)
     net = build_network(config).train()
@@ -137,8 +140,11 @@ def measure_training_memory(
             saved[ptr] = storage.nbytes()
         return tensor
 
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = reference_loss(_forward(net, config, inputs), targets)
+        with autocast:
+            outputs = _forward(net, config, inputs)
+        loss = reference_loss(outputs, targets)
     loss.backward()
     opt.step()
     params = sum(p.numel() * p.element_size() for p in net.parameters())

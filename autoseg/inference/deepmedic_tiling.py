@@ -39,6 +39,7 @@ from autoseg.inference.tta import mirror_combinations
 from autoseg.log import get_logger
 from autoseg.networks.deepmedic_config import DeepMedicConfig, PathwayConfig
 from autoseg.networks.deepmedic_geometry import extract_pathway_inputs, segment_shapes
+from autoseg.precision import autocast_context
 
 __all__ = [
     "FeatureLayer",
@@ -256,7 +257,7 @@ def _tiled_pass(
     )
     starts = tile_starts(volume.shape[1:], tile)
     layers = tuple(features)
-    autocast = torch.autocast(device_type=device.type) if amp else contextlib.nullcontext()
+    autocast = autocast_context(amp, device.type)
     with _capture(network, config, layers) as captured, torch.inference_mode():
         for first in range(0, len(starts), batch_size):
             batch_starts = starts[first : first + batch_size]

@@ -42,6 +42,7 @@ from autoseg.log import get_logger
 from autoseg.networks import DeepMedicConfig, UNetConfig
 from autoseg.planner.memory import estimate_inference_memory
 from autoseg.planner.plans import ConfigurationPlan
+from autoseg.precision import use_autocast
 
 __all__ = [
     "predict_probabilities",
@@ -228,7 +229,8 @@ def predict_probabilities(
             patch). DeepMedic tiles never overlap and ignore it.
         device: Device to run on; default: the first network's device. Networks elsewhere
             are moved there.
-        amp: Mixed precision; default: on CUDA when the plan's precision is ``"amp"``.
+        amp: Mixed precision; None: as the plan's precision says, where the device supports
+            it (:func:`autoseg.precision.use_autocast`).
         roi: Optional boolean ROI Z×Y×X on the same grid; outside it the prediction is
             background (probability 1; every region 0).
         region_based: The outputs are regions (``Plans.region_based``): a sigmoid per
@@ -291,7 +293,7 @@ def predict_with_features(
             f"feature maps are a DeepMedic option; configuration {config_plan.name!r} is a U-Net"
         )
     device = device if device is not None else _network_device(networks[0])
-    amp = (device.type == "cuda" and config_plan.precision == "amp") if amp is None else amp
+    amp = use_autocast(amp, device.type, config_plan.precision)
     mirror_axes = tuple(config_plan.augmentation.mirror_axes) if use_mirroring else ()
     volume = np.ascontiguousarray(image, dtype=np.float32)
     if not volume.flags.writeable:  # a read-only memory map: torch wants a writable array

@@ -9,7 +9,6 @@ apply the softmax to the stitched logits, then ensemble folds by averaging proba
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from autoseg.errors import ConfigError
 from autoseg.inference.tta import predict_with_mirroring, validate_mirror_axes
 from autoseg.log import get_logger
+from autoseg.precision import autocast_context
 from autoseg.typing import Shape3
 
 __all__ = [
@@ -218,11 +218,7 @@ def _forward(
     amp: bool,
     device: torch.device,
 ) -> torch.Tensor:
-    # float16 autocast on CUDA only: bfloat16 autocast ran a 3D U-Net 60-80x slower on the
-    # AVX2 CPU it was measured on (no native bfloat16), so CPU inference stays float32.
-    use_amp = amp and device.type == "cuda"
-    autocast = torch.autocast(device_type="cuda") if use_amp else contextlib.nullcontext()
-    with autocast:
+    with autocast_context(amp, device.type):
         if mirror_axes:
             return predict_with_mirroring(predict_fn, batch, mirror_axes)
         return predict_fn(batch)
@@ -279,8 +275,9 @@ def sliding_window_inference(
             applied per batch of windows; ``None`` or ``()`` disables it.
         compute_device: Device that runs ``predict_fn``.
         accumulate_device: Device of the accumulators and of the result.
-        amp: On CUDA, run ``predict_fn`` under float16 ``torch.autocast`` (accumulation stays
-            float32); ignored on other devices (bfloat16 autocast was far slower on CPU).
+        amp: Run ``predict_fn`` under ``torch.autocast`` (float16 on CUDA, bfloat16 on a
+            CPU; accumulation stays float32). Whether to is decided by
+            :func:`autoseg.precision.use_autocast` (bfloat16 only where it is native).
         progress: Show a tqdm bar over batches.
 
     Returns:

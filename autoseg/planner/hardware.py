@@ -1,18 +1,23 @@
-"""What to plan for: the GPU found (or named), or this machine's CPU and RAM."""
+"""What to plan for: the GPU found (or named), or this machine's CPU, its RAM and its speed."""
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
+import sys
+from pathlib import Path
 
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger
 from autoseg.planner.heuristics import PlannerHeuristics
-from autoseg.planner.plans import HardwareTarget
+from autoseg.planner.plans import CpuSpeed, HardwareTarget
 
-__all__ = ["detect_hardware", "physical_memory_bytes"]
+__all__ = ["cuda_possible", "detect_hardware", "physical_memory_bytes"]
 
 _log = get_logger(__name__)
+_GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia[0-9]*", "/dev/dxg", "/dev/kfd")
+"""Device nodes a CUDA (or ROCm) device needs on Linux: NVIDIA, WSL's GPU, AMD's KFD."""
 
 
 def physical_memory_bytes() -> int:
@@ -23,10 +28,40 @@ def physical_memory_bytes() -> int:
         return 8 * 1024**3
 
 
+def cuda_possible() -> bool:
+    """False when this machine certainly has no CUDA device (Linux without GPU device nodes),
+    so the planner can skip importing torch (seconds) for the check; True otherwise."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(glob.glob(pattern) for pattern in _GPU_DEVICE_NODES)
+
+
+def _cuda_target(device: str | None, cpu_count: int) -> HardwareTarget | None:
+    """The detected GPU's target, or None to plan for the CPU."""
+    if device == "cpu" or (device is None and not cuda_possible()):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        if device == "cuda":
+            raise ConfigError(
+                "--device cuda was requested but no CUDA device is available; "
+                "use --device cpu, or --gpu-memory SIZE to plan for a GPU elsewhere"
+            )
+        return None
+    properties = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return HardwareTarget(
+        "cuda", str(properties.name), int(properties.total_memory), "detected", cpu_count
+    )
+
+
 def detect_hardware(
     device: str | None,
     gpu_memory_bytes: int | None,
     heuristics: PlannerHeuristics,
+    *,
+    cpu_speed_cache: Path | None = None,
+    cpu_speed: CpuSpeed | None = None,
 ) -> HardwareTarget:
     """Choose the memory (and, on CPU, compute) target of the plan.
 
@@ -34,7 +69,10 @@ def detect_hardware(
         device: "cuda", "cpu", or None to use CUDA when available.
         gpu_memory_bytes: ``--gpu-memory``: plan for a GPU of this size (also from a machine
             without one, e.g. to plan on a laptop for a cluster).
-        heuristics: Supplies the CPU RAM fraction and compute budget rules.
+        heuristics: Supplies the CPU RAM fraction and the threads' parallel efficiency.
+        cpu_speed_cache: Where this machine's measured CPU speed is kept (the workspace's
+            ``cpu_speed.json``); None measures without keeping it.
+        cpu_speed: Use this speed instead of measuring (tests, or planning for another CPU).
 
     Raises:
         ConfigError: if CUDA is requested but not available, or --gpu-memory is combined
@@ -49,32 +87,25 @@ def detect_hardware(
         return HardwareTarget(
             "cuda", "given by --gpu-memory", int(gpu_memory_bytes), "--gpu-memory", cpu_count
         )
-    import torch
+    gpu = _cuda_target(device, cpu_count)
+    if gpu is not None:
+        return gpu
+    if cpu_speed is None:
+        from autoseg.planner.cpu_speed import cpu_speed_for_machine, measure_cpu_speed
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "--device cuda was requested but no CUDA device is available; "
-            "use --device cpu, or --gpu-memory SIZE to plan for a GPU elsewhere"
+        efficiency = heuristics.cpu_parallel_efficiency
+        cpu_speed = (
+            measure_cpu_speed(efficiency)
+            if cpu_speed_cache is None
+            else cpu_speed_for_machine(cpu_speed_cache, efficiency)
         )
-    if device in (None, "cuda") and torch.cuda.is_available():
-        index = torch.cuda.current_device()
-        properties = torch.cuda.get_device_properties(index)
-        return HardwareTarget(
-            "cuda", str(properties.name), int(properties.total_memory), "detected", cpu_count
-        )
-    budget = cpu_count * heuristics.cpu_gflops_per_core * heuristics.cpu_seconds_per_iteration
     target = int(physical_memory_bytes() * heuristics.cpu_ram_fraction)
     _log.info(
-        "planning for the CPU (%d cores, %.1f GB RAM target, %.0f GFLOP per iteration)",
+        "planning for the CPU (%d cores, %.1f GB RAM target; training speed %s)",
         cpu_count,
         target / 1e9,
-        budget,
+        cpu_speed.describe(),
     )
     return HardwareTarget(
-        "cpu",
-        platform.processor() or platform.machine(),
-        target,
-        "cpu-ram",
-        cpu_count,
-        float(budget),
+        "cpu", platform.processor() or platform.machine(), target, "cpu-ram", cpu_count, cpu_speed
     )

@@ -69,9 +69,13 @@ class PlannerHeuristics:
     Memory and compute targets:
         memory_safety_margin: Fraction of the memory target the estimate may use.
         cpu_ram_fraction: Fraction of physical RAM used as the target when planning for CPU.
-        cpu_gflops_per_core: Sustained training throughput assumed per CPU core.
-        cpu_seconds_per_iteration: Target duration of one training iteration on CPU; the
-            patch and batch shrink until the estimated compute fits.
+        cpu_seconds_per_iteration: Target duration of one training iteration on CPU: the
+            patch and batch shrink until the estimated compute, at this CPU's measured
+            speed (:mod:`autoseg.planner.cpu_speed`), fits.
+        cpu_bf16_min_speedup: Train and predict in bfloat16 on a CPU only when it measured at
+            least this many times float32's speed.
+        cpu_parallel_efficiency: Speed each torch thread beyond the first adds, as a fraction
+            of one thread's measured speed.
     """
 
     spacing_percentile: float = 50.0
@@ -107,8 +111,9 @@ class PlannerHeuristics:
 
     memory_safety_margin: float = 0.85
     cpu_ram_fraction: float = 0.25
-    cpu_gflops_per_core: float = 10.0
     cpu_seconds_per_iteration: float = 1.0
+    cpu_bf16_min_speedup: float = 1.2
+    cpu_parallel_efficiency: float = 0.6
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -133,6 +138,7 @@ class PlannerHeuristics:
             "unet_max_dataset_fraction",
             "unet_foreground_oversample",
             "nonzero_mask_crop_ratio",
+            "cpu_parallel_efficiency",
         ):
             value = getattr(self, name)
             if not 0 < value <= 1:

@@ -19,13 +19,25 @@ from autoseg.planner.deepmedic_topology import deepmedic_config_for, search_deep
 from autoseg.planner.fingerprint import Fingerprint
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.memory import estimate_inference_memory, estimate_training_memory
-from autoseg.planner.plans import AugmentationPlan, ConfigurationPlan, HardwareTarget, Plans
+from autoseg.planner.plans import (
+    AugmentationPlan,
+    ConfigurationPlan,
+    HardwareTarget,
+    Plans,
+    network_family,
+)
 from autoseg.planner.spacing import coarse_axis, target_spacing
 from autoseg.planner.unet_topology import search_unet
 from autoseg.preprocessing.normalize import ChannelNormalization, scheme_for_channel_name
 from autoseg.typing import Shape3, Spacing3
 
-__all__ = ["CONFIGURATIONS", "normalization_for", "plan_dataset"]
+__all__ = [
+    "CONFIGURATIONS",
+    "compute_budget_gflops",
+    "normalization_for",
+    "plan_dataset",
+    "precision_for",
+]
 
 CONFIGURATIONS = ("unet3d", "deepmedic")
 
@@ -126,7 +138,6 @@ def plan_dataset(
             spacing, normalization, use_roi, heuristics.anisotropy_threshold
         ),
         target_spacing=spacing,
-        precision="amp" if hardware.device == "cuda" else "fp32",
         augmentation=_augmentation(spacing, heuristics),
     )
     configurations = {
@@ -162,9 +173,32 @@ def plan_dataset(
     )
 
 
-def _budget(hardware: HardwareTarget, heuristics: PlannerHeuristics, precision: str):  # type: ignore[no-untyped-def]
+def precision_for(kind: str, hardware: HardwareTarget, heuristics: PlannerHeuristics) -> str:
+    """ "amp" on a GPU; on a CPU "bf16" where it measured faster for the family, else "fp32"."""
+    if hardware.device == "cuda":
+        return "amp"
+    if hardware.cpu_speed is None:
+        return "fp32"
+    return hardware.cpu_speed.fastest_precision(
+        network_family(kind), heuristics.cpu_bf16_min_speedup
+    )
+
+
+def compute_budget_gflops(
+    kind: str, precision: str, hardware: HardwareTarget, heuristics: PlannerHeuristics
+) -> float | None:
+    """GFLOP one training iteration may cost: on a CPU, its measured rate for the family and
+    precision times ``cpu_seconds_per_iteration``; None (no compute limit) on a GPU."""
+    if hardware.device == "cuda" or hardware.cpu_speed is None:
+        return None
+    rate = hardware.cpu_speed.rate(network_family(kind), precision)
+    return rate * heuristics.cpu_seconds_per_iteration
+
+
+def _budget(hardware: HardwareTarget, heuristics: PlannerHeuristics, kind: str):  # type: ignore[no-untyped-def]
+    precision = precision_for(kind, hardware, heuristics)
     memory_limit = hardware.memory_target_bytes * heuristics.memory_safety_margin
-    compute_limit = hardware.compute_budget_gflops
+    compute_limit = compute_budget_gflops(kind, precision, hardware, heuristics)
 
     def fits(config: UNetConfig | DeepMedicConfig, patch: Shape3, batch: int) -> bool:
         if estimate_training_memory(config, patch, batch, precision) > memory_limit:
@@ -176,7 +210,7 @@ def _budget(hardware: HardwareTarget, heuristics: PlannerHeuristics, precision: 
     def fits_inference(config: UNetConfig | DeepMedicConfig, patch: Shape3) -> bool:
         return estimate_inference_memory(config, patch, 1, precision) <= memory_limit
 
-    return fits, fits_inference
+    return fits, fits_inference, precision
 
 
 def _configuration(
@@ -186,9 +220,9 @@ def _configuration(
     inference_patch: Shape3,
     batch: int,
     oversample: float,
+    precision: str,
     common: dict,  # type: ignore[type-arg]
 ) -> ConfigurationPlan:
-    precision = common["precision"]
     return ConfigurationPlan(
         name=name,
         network=network,
@@ -201,6 +235,7 @@ def _configuration(
         ),
         estimated_gflops_per_iteration=estimate_training_gflops(network, patch, batch),
         foreground_oversample=oversample,
+        precision=precision,
         **common,
     )
 
@@ -215,7 +250,7 @@ def _plan_unet(
     hardware: HardwareTarget,
     common: dict,  # type: ignore[type-arg]
 ) -> ConfigurationPlan:
-    fits, _ = _budget(hardware, heuristics, common["precision"])
+    fits, _, precision = _budget(hardware, heuristics, "unet3d")
     on_cpu = hardware.device == "cpu"
     try:
         choice = search_unet(
@@ -237,6 +272,7 @@ def _plan_unet(
         choice.patch_size,
         choice.batch_size,
         heuristics.unet_foreground_oversample,
+        precision,
         common,
     )
 
@@ -250,7 +286,7 @@ def _plan_deepmedic(
     hardware: HardwareTarget,
     common: dict,  # type: ignore[type-arg]
 ) -> ConfigurationPlan:
-    fits, fits_inference = _budget(hardware, heuristics, common["precision"])
+    fits, fits_inference, precision = _budget(hardware, heuristics, "deepmedic")
     config = deepmedic_config_for(
         spacing, channels, classes, heuristics, on_cpu=hardware.device == "cpu"
     )
@@ -265,5 +301,6 @@ def _plan_deepmedic(
         choice.inference_segment,
         choice.batch_size,
         0.0,
+        precision,
         common,
     )

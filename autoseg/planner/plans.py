@@ -30,13 +30,15 @@ __all__ = [
     "PLANS_SCHEMA_VERSION",
     "AugmentationPlan",
     "ConfigurationPlan",
+    "CpuSpeed",
     "HardwareTarget",
     "Plans",
     "load_plans",
+    "network_family",
     "preprocessing_settings",
 ]
 
-PLANS_SCHEMA_VERSION = 1
+PLANS_SCHEMA_VERSION = 2
 
 
 def _strict_keys(cls: type, data: Any, what: str) -> None:
@@ -90,6 +92,85 @@ class AugmentationPlan:
 
 
 @dataclass(frozen=True)
+class CpuSpeed:
+    """Measured training throughput of a CPU (see :mod:`autoseg.planner.cpu_speed`).
+
+    Attributes:
+        gflops_per_thread: Network family ("unet", "deepmedic") -> precision ("fp32", and
+            "bf16" where the CPU computes bfloat16 natively) -> analytic training GFLOP per
+            second of one thread's CPU time.
+        threads: Torch threads training will use (torch's default when planning).
+        parallel_efficiency: What each thread beyond the first adds, as a fraction of one
+            thread's rate (``cpu_parallel_efficiency``).
+        source: "measured".
+    """
+
+    gflops_per_thread: Mapping[str, Mapping[str, float]]
+    threads: int
+    parallel_efficiency: float
+    source: str = "measured"
+
+    def __post_init__(self) -> None:
+        rates = {
+            str(family): FrozenDict({str(p): float(v) for p, v in per.items()})
+            for family, per in dict(self.gflops_per_thread).items()
+        }
+        object.__setattr__(self, "gflops_per_thread", FrozenDict(rates))
+
+    @property
+    def effective_threads(self) -> float:
+        """``1 + (threads - 1) x parallel_efficiency``."""
+        return 1.0 + (max(self.threads, 1) - 1) * self.parallel_efficiency
+
+    def rate(self, family: str, precision: str) -> float:
+        """GFLOP/s of ``family`` at ``precision`` with every thread (float32's where
+        ``precision`` was not measured)."""
+        per = self.gflops_per_thread[family]
+        return float(per.get(precision, per["fp32"])) * self.effective_threads
+
+    def fastest_precision(self, family: str, min_speedup: float) -> str:
+        """ "bf16" when it was measured at least ``min_speedup`` times float32's rate."""
+        per = self.gflops_per_thread[family]
+        return "bf16" if per.get("bf16", 0.0) >= min_speedup * per["fp32"] else "fp32"
+
+    def describe(self) -> str:
+        """e.g. ``unet 75 GFLOP/s fp32, 150 bf16; deepmedic 50, 70 per thread; 2 threads``."""
+        parts = [
+            f"{family} " + ", ".join(f"{v:.0f} {p}" for p, v in per.items())
+            for family, per in self.gflops_per_thread.items()
+        ]
+        return (
+            f"GFLOP/s per thread: {'; '.join(parts)}; {self.threads} threads "
+            f"(x{self.effective_threads:.2f})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gflops_per_thread": {k: dict(v) for k, v in self.gflops_per_thread.items()},
+            "threads": self.threads,
+            "parallel_efficiency": self.parallel_efficiency,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CpuSpeed:
+        _strict_keys(cls, data, "cpu_speed")
+        rates = data["gflops_per_thread"]
+        if not isinstance(rates, dict) or not all(
+            isinstance(per, dict) and "fp32" in per for per in rates.values()
+        ):
+            raise PlansError("cpu_speed.gflops_per_thread must map families to {'fp32': ...}")
+        return cls(
+            rates, int(data["threads"]), float(data["parallel_efficiency"]), str(data["source"])
+        )
+
+
+def network_family(kind: str) -> str:
+    """The family whose measured CPU speed applies to a network kind ("unet" or "deepmedic")."""
+    return "deepmedic" if kind == "deepmedic" else "unet"
+
+
+@dataclass(frozen=True)
 class HardwareTarget:
     """What the plan was fitted to.
 
@@ -99,8 +180,8 @@ class HardwareTarget:
         memory_target_bytes: Memory the training estimate must stay under.
         memory_source: "detected" (GPU properties), "--gpu-memory", or "cpu-ram".
         cpu_count: Logical CPUs seen when planning.
-        compute_budget_gflops: On CPU, the compute allowed per training iteration (GFLOP);
-            None on a GPU, where memory is the binding limit.
+        cpu_speed: On CPU, the measured training throughput the compute budget of an
+            iteration is made from; None on a GPU, where memory is the binding limit.
     """
 
     device: str
@@ -108,12 +189,26 @@ class HardwareTarget:
     memory_target_bytes: int
     memory_source: str
     cpu_count: int
-    compute_budget_gflops: float | None = None
+    cpu_speed: CpuSpeed | None = None
+
+    def iteration_seconds(self, kind: str, precision: str, gflops: float) -> float | None:
+        """Expected seconds of a training iteration of ``gflops`` on this CPU (None on GPU)."""
+        if self.cpu_speed is None:
+            return None
+        return gflops / self.cpu_speed.rate(network_family(kind), precision)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["cpu_speed"] = self.cpu_speed.to_dict() if self.cpu_speed is not None else None
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> HardwareTarget:
         _strict_keys(cls, data, "hardware")
-        return cls(**data)
+        speed = data["cpu_speed"]
+        return cls(
+            **{**data, "cpu_speed": CpuSpeed.from_dict(speed) if speed is not None else None}
+        )
 
 
 @dataclass(frozen=True)
@@ -128,7 +223,9 @@ class ConfigurationPlan:
         patch_size: U-Net training patch, or DeepMedic training *output* segment (Z, Y, X).
         inference_patch_size: U-Net sliding-window patch, or DeepMedic inference output segment.
         batch_size: Training batch size.
-        precision: "amp" (mixed precision on CUDA) or "fp32".
+        precision: "amp" (float16 mixed precision on CUDA), "bf16" (bfloat16 on a CPU that
+            computes it natively and was measured faster with it) or "fp32"
+            (see :mod:`autoseg.precision`).
         estimated_memory_bytes: Training memory estimate at (patch_size, batch_size).
         estimated_inference_memory_bytes: Inference memory estimate for one window/segment.
         estimated_gflops_per_iteration: Training compute of one iteration (forward+backward).
@@ -326,7 +423,7 @@ class Plans:
             "class_sampling_weights": {str(k): v for k, v in self.class_sampling_weights.items()},
             "configurations": {k: c.to_dict() for k, c in self.configurations.items()},
             "heuristics": self.heuristics.to_dict(),
-            "hardware": dataclasses.asdict(self.hardware),
+            "hardware": self.hardware.to_dict(),
             "inputs": dict(self.inputs),
             **({} if self.ignore_label is None else {"ignore_label": self.ignore_label}),
             **(

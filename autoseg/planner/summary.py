@@ -23,11 +23,7 @@ def format_plan_summary(report: PlanReport) -> str:
         f"{', '.join(plans.channel_names)}; {plans.num_classes} classes",
         f"target: {hw.device} ({hw.device_name}), memory {_gb(hw.memory_target_bytes)} "
         f"[{hw.memory_source}]"
-        + (
-            f", compute {hw.compute_budget_gflops:.0f} GFLOP/iteration"
-            if hw.compute_budget_gflops
-            else ""
-        ),
+        + (f", measured speed {hw.cpu_speed.describe()}" if hw.cpu_speed is not None else ""),
         "normalisation: "
         + ", ".join(
             f"{name}={n.scheme}{' (masked)' if n.use_mask else ''}"
@@ -37,10 +33,13 @@ def format_plan_summary(report: PlanReport) -> str:
     for name, config in plans.configurations.items():
         spacing = "x".join(f"{s:.3g}" for s in config.target_spacing)
         kind = "output segment" if name == "deepmedic" else "patch"
+        gflops = config.estimated_gflops_per_iteration
+        seconds = hw.iteration_seconds(config.network.kind, config.precision, gflops)
         lines.append(
             f"{name}: spacing {spacing} mm, {kind} {'x'.join(map(str, config.patch_size))}, "
-            f"batch {config.batch_size}, est. memory {_gb(config.estimated_memory_bytes)}, "
-            f"{config.estimated_gflops_per_iteration:.1f} GFLOP/iteration"
+            f"batch {config.batch_size}, {config.precision}, "
+            f"est. memory {_gb(config.estimated_memory_bytes)}, {gflops:.1f} GFLOP/iteration"
+            + (f" (~{seconds:.2f} s here)" if seconds is not None else "")
         )
     done = ", ".join(
         f"{k}: {v} new, {report.preprocessing.skipped[k]} up to date"

@@ -7,7 +7,6 @@ target spacing or normalisation changed, re-preprocess; the fingerprint is kept)
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -147,11 +146,13 @@ def run_plan(
         dataset_path, workspace, num_workers=num_workers
     )
     heuristics = load_heuristics(heuristics_path)
-    hardware = detect_hardware(device, gpu_memory_bytes, heuristics)
+    hardware = detect_hardware(
+        device, gpu_memory_bytes, heuristics, cpu_speed_cache=workspace.cpu_speed_json
+    )
     inputs = {
         "fingerprint": content_digest(workspace.fingerprint_json),
         "heuristics": text_digest(json.dumps(heuristics.to_dict(), sort_keys=True)),
-        "hardware": text_digest(json.dumps(dataclasses.asdict(hardware), sort_keys=True)),
+        "hardware": text_digest(json.dumps(hardware.to_dict(), sort_keys=True)),
     }
     plans_reused = is_current(workspace.plans_json, inputs)
     if plans_reused:

@@ -15,7 +15,7 @@ import torch
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger
 
-__all__ = ["default_num_workers", "select_device", "use_amp"]
+__all__ = ["default_num_workers", "select_device"]
 
 _log = get_logger(__name__)
 
@@ -52,15 +52,6 @@ def select_device(requested: str) -> torch.device:
         _log.warning("--device mps: Apple MPS is not available; training on the CPU instead")
         return torch.device("cpu")
     return torch.device(requested)
-
-
-def use_amp(requested: bool | None, device: torch.device, precision: str) -> bool:
-    """Mixed precision: only on CUDA; by default when the plan's precision is "amp"."""
-    if device.type != "cuda":
-        if requested:
-            _log.warning("mixed precision needs CUDA; training in fp32 on %s", device.type)
-        return False
-    return precision == "amp" if requested is None else bool(requested)
 
 
 def default_num_workers(device: torch.device, cpu_count: int | None = None) -> int:

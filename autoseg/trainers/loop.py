@@ -41,8 +41,9 @@ from autoseg.inference.checkpoint import (
     save_checkpoint,
 )
 from autoseg.log import get_logger
+from autoseg.precision import use_autocast
 from autoseg.trainers.config import TrainConfig
-from autoseg.trainers.device import select_device, use_amp
+from autoseg.trainers.device import select_device
 from autoseg.trainers.distributed import FINAL_WAIT_SECONDS, DistContext, share_epoch_plan
 from autoseg.trainers.history import EpochRecord, append_record, plot_progress, rewrite_log
 from autoseg.trainers.resume import resume_config
@@ -341,7 +342,7 @@ def _validate_only(
 ) -> FoldResult:
     device = dist.device if dist.device is not None else select_device(config.device)
     network, loaded = load_model(final, device=str(device))
-    amp = use_amp(config.amp, device, spec.config_plan.precision)
+    amp = use_autocast(config.amp, device.type, spec.config_plan.precision)
     summary = _validate(spec, config, dataset, network, amp)
     epochs = int(loaded.state.get("epoch", 0))
     return FoldResult(spec.config_name, spec.fold, spec.fold_dir, "validated", epochs, summary)

@@ -20,9 +20,10 @@ from autoseg.inference.checkpoint import LoadedCheckpoint
 from autoseg.log import get_logger
 from autoseg.networks import build_network
 from autoseg.planner.plans import ConfigurationPlan, Plans
+from autoseg.precision import use_autocast, uses_grad_scaler
 from autoseg.seeding import seed_everything
 from autoseg.trainers.config import TrainConfig
-from autoseg.trainers.device import default_num_workers, select_device, use_amp
+from autoseg.trainers.device import default_num_workers, select_device
 from autoseg.trainers.distributed import DistContext
 from autoseg.trainers.optim import make_optimizer, make_schedule
 from autoseg.trainers.registry import strategy_for
@@ -64,7 +65,7 @@ def _resolve(
     if workers is None:
         workers = default_num_workers(device, cores)
     resolved = {"device": str(device), **_hyper(config, strategy, workers, plans.region_based)}
-    resolved["amp"] = use_amp(config.amp, device, plan.precision)
+    resolved["amp"] = use_autocast(config.amp, device.type, plan.precision)
     resolved["channels_last"] = (
         config.channels_last
         if config.channels_last is not None
@@ -150,7 +151,9 @@ def open_session(
         network=module,
         optimizer=optimizer,
         schedule=schedule,
-        scaler=torch.amp.GradScaler(device.type, enabled=resolved["amp"]),
+        scaler=torch.amp.GradScaler(
+            device.type, enabled=uses_grad_scaler(resolved["amp"], device.type)
+        ),
         loss=strategy.make_loss(spec.plans, plan, resolved["loss"]),
         state=state,
         dist=dist,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from autoseg.log import Progress
+from autoseg.precision import autocast_context
 from autoseg.trainers.distributed import share_epoch_plan
 from autoseg.trainers.session import Session
 from autoseg.trainers.strategy import confusion_counts
@@ -59,9 +60,7 @@ class ValidationResult:
 
 
 def _autocast(session: Session) -> contextlib.AbstractContextManager[object]:
-    if session.amp:
-        return torch.autocast(session.device.type, dtype=torch.float16)
-    return contextlib.nullcontext()
+    return autocast_context(session.amp, session.device.type)  # type: ignore[no-any-return]
 
 
 def epoch_label(session: Session, epoch: int) -> str:

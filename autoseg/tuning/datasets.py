@@ -25,10 +25,17 @@ __all__ = [
     "PreparedDataset",
     "prepare_datasets",
     "seed_trial_workspace",
+    "share_cpu_speed",
     "share_splits",
 ]
 
-BASE_FILES = ("verify.json", "source.json", "fingerprint.json", "splits.json")
+BASE_FILES = (
+    "verify.json",
+    "source.json",
+    "fingerprint.json",
+    "splits.json",
+    "cpu_speed.json",
+)
 _log = get_logger(__name__)
 
 
@@ -96,7 +103,16 @@ def seed_trial_workspace(dataset: PreparedDataset, workspace: Workspace) -> None
 
 def share_splits(dataset: PreparedDataset, workspace: Workspace) -> None:
     """Keep the first trial's splits.json in the base workspace, for every later trial."""
-    target = dataset.base.splits_json
-    if workspace.splits_json.is_file() and not target.is_file():
+    _share(workspace.splits_json, dataset.base.splits_json)
+
+
+def share_cpu_speed(dataset: PreparedDataset, workspace: Workspace) -> None:
+    """Keep the first trial's measured CPU speed in the base workspace, so every later trial
+    plans with the same measurement instead of measuring again."""
+    _share(workspace.cpu_speed_json, dataset.base.cpu_speed_json)
+
+
+def _share(source: Path, target: Path) -> None:
+    if source.is_file() and not target.is_file():
         with atomic_path(target) as tmp:
-            shutil.copy2(workspace.splits_json, tmp)
+            shutil.copy2(source, tmp)

@@ -38,7 +38,12 @@ from autoseg.planner.search_space import suggest_heuristics
 from autoseg.planner.workflow import run_plan
 from autoseg.trainers.config import TrainConfig, TrainingRequest
 from autoseg.trainers.cross_validation import run_training
-from autoseg.tuning.datasets import PreparedDataset, seed_trial_workspace, share_splits
+from autoseg.tuning.datasets import (
+    PreparedDataset,
+    seed_trial_workspace,
+    share_cpu_speed,
+    share_splits,
+)
 from autoseg.tuning.progress import IntermediateReporter
 from autoseg.tuning.request import TuneRequest
 from autoseg.tuning.worker import REASON_ATTR, TrialFailure
@@ -147,6 +152,7 @@ def _plan(
         reason = f"planning {dataset.name} failed: {err.message}"
         trial.set_user_attr(REASON_ATTR, reason)
         raise optuna.TrialPruned(reason) from None
+    share_cpu_speed(dataset, workspace)
 
 
 def _training_request(context: TrialContext) -> TrainingRequest:

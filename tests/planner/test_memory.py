@@ -24,6 +24,7 @@ from autoseg.planner.memory import (
     estimate_training_breakdown,
     estimate_training_memory,
 )
+from autoseg.precision import native_bf16_cpu
 
 TOLERANCE = 0.10
 """The target: every estimate within 10% of the measurement."""
@@ -144,7 +145,7 @@ def test_estimate_is_fast() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"precision": "fp16"}, r"unknown precision 'fp16'.*\['amp', 'fp32'\]"),
+        ({"precision": "fp16"}, r"unknown precision 'fp16'.*\['amp', 'bf16', 'fp32'\]"),
         ({"optimizer": "adma"}, r"unknown optimizer 'adma'.*did you mean 'adam'"),
         ({"batch_size": 0}, "batch size must be a positive integer"),
         ({"patch_size": (64, 64, 60)}, "must be a multiple"),
@@ -173,3 +174,29 @@ def test_estimate_covers_cuda_peak(precision: str) -> None:
         peak = measure_cuda_training_peak(config, patch, batch, precision)
         est = estimate_training_breakdown(config, patch, batch, precision)
         assert est.measurable_bytes + est.transient_bytes > 0.9 * peak, config.kind
+
+
+needs_native_bf16 = pytest.mark.skipif(
+    not native_bf16_cpu(), reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX)"
+)
+
+
+@needs_native_bf16
+@pytest.mark.parametrize(
+    "case",
+    unet_validation_cases()[:4] + deepmedic_validation_cases()[:4],
+    ids=_ids(unet_validation_cases()[:4] + deepmedic_validation_cases()[:4]),
+)
+def test_bf16_estimate_bounds_cpu_autocast_saved_tensors(case: ValidationCase) -> None:
+    """ "bf16" is modelled as "amp": on the CPU, where it is measurable, the saved tensors
+    under bfloat16 autocast stay within the estimate and not far below it."""
+    measured = measure_training_memory(
+        case.config, case.patch_size, case.batch_size, case.optimizer, precision="bf16"
+    )
+    fp32 = measure_training_memory(case.config, case.patch_size, case.batch_size, case.optimizer)
+    estimate = estimate_training_breakdown(
+        case.config, case.patch_size, case.batch_size, "bf16", case.optimizer
+    )
+    assert measured.saved_activation_bytes < 0.8 * fp32.saved_activation_bytes  # really bf16
+    ratio = measured.saved_activation_bytes / estimate.activation_bytes
+    assert 0.8 <= ratio <= 1.0, f"measured {ratio:.1%} of the estimate"

@@ -16,7 +16,7 @@ from autoseg.data.case_io import load_case
 from autoseg.data.formats import load_dataset
 from autoseg.planner.fingerprint_io import load_fingerprint
 from autoseg.planner.heuristics import PlannerHeuristics
-from autoseg.planner.planner import plan_dataset
+from autoseg.planner.planner import compute_budget_gflops, plan_dataset
 from autoseg.planner.plans import HardwareTarget, load_plans, preprocessing_settings
 from autoseg.planner.workflow import run_plan
 from autoseg.preprocessing.crop import uncrop
@@ -55,7 +55,10 @@ def test_plans_fit_the_target_and_preprocessing_is_complete(planned, name: str) 
     assert set(plans.configurations) == {"unet3d", "deepmedic"}
     for config in plans.configurations.values():
         assert 0 < config.estimated_memory_bytes <= limit
-        assert config.estimated_gflops_per_iteration <= plans.hardware.compute_budget_gflops  # type: ignore[operator]
+        budget = compute_budget_gflops(
+            config.network.kind, config.precision, plans.hardware, plans.heuristics
+        )
+        assert budget is not None and config.estimated_gflops_per_iteration <= budget
         folder = workspace.preprocessed_dir(config.data_identifier)
         for case in dataset.cases:
             pre = load_preprocessed_case(folder, case.case_id)
