@@ -118,7 +118,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="torch CPU threads (default: every core; fewer when other work busies the cores)",
     )
     amp = g.add_mutually_exclusive_group()
-    amp.add_argument("--amp", dest="amp", action="store_true", default=None, help="force AMP")
+    amp.add_argument(
+        "--amp", dest="amp", action="store_true", default=None,
+        help="force mixed precision (float16 on CUDA, bfloat16 on a CPU that has it natively; "
+        "default: as planned)",
+    )  # fmt: skip
     amp.add_argument("--no-amp", dest="amp", action="store_false", help="train in fp32")
     g.add_argument("--compile", action="store_true", help="torch.compile the network")
     layout = g.add_mutually_exclusive_group()
@@ -128,9 +132,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     layout.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars")
-    g.add_argument(
-        "--no-validation", action="store_true", help="skip the end-of-training validation"
-    )
+    validation = g.add_mutually_exclusive_group()
+    validation.add_argument(
+        "--validation", dest="final_validation", action="store_true", default=None,
+        help="run the end-of-training validation (default: on, except for fold=all)",
+    )  # fmt: skip
+    validation.add_argument(
+        "--no-validation", dest="final_validation", action="store_false",
+        help="skip the end-of-training validation",
+    )  # fmt: skip
     mirror = g.add_mutually_exclusive_group()
     mirror.add_argument(
         "--val-mirroring", dest="val_mirroring", action="store_true", default=None,
@@ -168,7 +178,7 @@ def request_from_args(args: argparse.Namespace, folds: list[int | str]) -> Train
         threads=args.threads,
         channels_last=args.channels_last,
         compile=args.compile,
-        final_validation=not args.no_validation,
+        final_validation=args.final_validation,
         val_mirroring=args.val_mirroring,
         val_step_fraction=args.val_step,
         tensorboard=args.tensorboard,

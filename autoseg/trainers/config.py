@@ -82,7 +82,9 @@ class TrainConfig:
             on a CPU (on for the U-Net, measured faster; off for DeepMedic, measured slower),
             off on GPUs (not measured).
         compile: Wrap the network in ``torch.compile`` (measure before enabling).
-        final_validation: Predict the fold's validation cases at the end of training.
+        final_validation: Predict the fold's validation cases at the end of training; None =
+            yes for the cross-validation folds, no for ``fold=all`` (its "validation" cases
+            are its training cases; ``--validation`` asks for it anyway).
         val_mirroring: Mirroring TTA in the final validation; None = on for GPUs only.
         val_step_fraction: Sliding-window step (fraction of a patch) of the final validation.
         tensorboard: Also write TensorBoard scalars (needs the ``tensorboard`` package).
@@ -110,7 +112,7 @@ class TrainConfig:
     threads: int | None = None
     channels_last: bool | None = None
     compile: bool = False
-    final_validation: bool = True
+    final_validation: bool | None = None
     val_mirroring: bool | None = None
     val_step_fraction: float = 0.5
     tensorboard: bool = False
@@ -146,6 +148,18 @@ class TrainConfig:
                 raise choice_error(name, getattr(self, name), choices)
         if self.loss is not None and self.loss not in LOSSES:
             raise choice_error("loss", self.loss, LOSSES)
+
+    def validates(self, fold: int | str) -> bool:
+        """Whether fold ``fold`` runs the final validation (see ``final_validation``)."""
+        if self.final_validation is not None:
+            return bool(self.final_validation)
+        return fold != "all"
+
+    def mirrors_in_validation(self, device_type: str) -> bool:
+        """Whether the final validation mirrors (``val_mirroring``; default on GPUs only)."""
+        if self.val_mirroring is not None:
+            return bool(self.val_mirroring)
+        return device_type != "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field."""

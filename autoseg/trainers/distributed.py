@@ -45,7 +45,6 @@ from autoseg.log import get_logger
 from autoseg.trainers.device import select_device
 
 if TYPE_CHECKING:
-    from autoseg.trainers.optim import LRSchedule
     from autoseg.trainers.state import TrainingState
 
 __all__ = [
@@ -59,6 +58,7 @@ __all__ = [
     "distributed",
     "rank_seed",
     "share_epoch_plan",
+    "share_iteration",
 ]
 
 DEFAULT_TIMEOUT_SECONDS = 1800.0
@@ -68,7 +68,14 @@ FINAL_WAIT_SECONDS = 12 * 3600.0
 than the collective timeout because validating a large fold can take hours on one GPU."""
 TIMEOUT_ENV = "AUTOSEG_DIST_TIMEOUT"
 """Optional environment variable overriding :data:`DEFAULT_TIMEOUT_SECONDS` (e.g. ``10m``)."""
-_PLAN_FIELDS = ("total_epochs", "epochs_decided", "iters_per_epoch", "val_iters", "stopped_early")
+_PLAN_FIELDS = (
+    "total_epochs",
+    "epochs_decided",
+    "iters_per_epoch",
+    "val_iters",
+    "stopped_early",
+    "out_of_time",
+)
 _LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 _log = get_logger(__name__)
 T = TypeVar("T")
@@ -377,11 +384,10 @@ def distributed(
             tdist.destroy_process_group()
 
 
-def share_epoch_plan(
-    dist: DistContext, state: TrainingState, schedule: LRSchedule, changed: bool
-) -> bool:
-    """Give every rank rank 0's epoch plan (total epochs, epoch length, validation batches,
-    early stop), which rank 0 fits to its own timings; returns rank 0's ``changed``.
+def share_epoch_plan(dist: DistContext, state: TrainingState, changed: bool) -> bool:
+    """Give every rank rank 0's epoch plan (expected epochs, epoch length, validation
+    batches, early stop, end of the budget), which rank 0 fits to its own timings; returns
+    rank 0's ``changed``.
 
     Every rank must call it at the same point (it is a collective under torchrun)."""
     if not dist.is_distributed:
@@ -390,5 +396,13 @@ def share_epoch_plan(
     values, changed = dist.broadcast(mine, "sharing rank 0's epoch plan")
     for name, value in zip(_PLAN_FIELDS, values):
         setattr(state, name, value)
-    schedule.total_epochs = state.total_epochs
     return changed
+
+
+def share_iteration(dist: DistContext, progress: float, stop: bool) -> tuple[float, bool]:
+    """Rank 0's schedule progress and end-of-budget decision before an iteration, on every
+    rank (each rank's clock differs a little; the learning rates must not). A collective."""
+    if not dist.is_distributed:
+        return progress, stop
+    shared = dist.broadcast((float(progress), bool(stop)), "sharing the schedule's progress")
+    return float(shared[0]), bool(shared[1])

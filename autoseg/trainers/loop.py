@@ -5,7 +5,8 @@ Skeleton (each step a plain function; per-family parts come from the session's s
     action, checkpoint = prepare_fold_dir(...)     # fresh / resume / validate-only / skip
     session = open_session(...)                    # network, optimiser, schedule, loaders
     while not session.state.finished:
-        run_epoch(session, ...)                    # train, validate, fit epochs to the budget,
+        run_epoch(session, ...)                    # train (lr from the schedule's progress),
+                                                   # validation batches, the time budget,
                                                    # checkpoint, log.jsonl, progress.png
     save checkpoint_final.pt
     validate_cases(...)                            # full inference on the validation cases
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,8 +53,13 @@ from autoseg.trainers.session import FoldSpec, Session
 from autoseg.trainers.session_setup import open_session
 from autoseg.trainers.state import ema_momentum
 from autoseg.trainers.steps import pseudo_dice, train_epoch, validate_epoch
-from autoseg.trainers.time_budget import fit_epochs
-from autoseg.trainers.validation import checkpoint_inputs, validate_cases
+from autoseg.trainers.time_budget import after_epoch
+from autoseg.trainers.validation import (
+    ValidationOptions,
+    checkpoint_inputs,
+    validate_case,
+    validate_cases,
+)
 from autoseg.workspace import FoldPaths
 
 __all__ = ["EpochCallback", "FoldResult", "prepare_fold_dir", "run_epoch", "train_fold"]
@@ -101,7 +108,7 @@ def prepare_fold_dir(
     final = paths.checkpoint("final")
     if final.is_file():
         summary = paths.validation / "summary.json"
-        if not config.final_validation or is_current(summary, checkpoint_inputs(final)):
+        if not config.validates(spec.fold) or is_current(summary, checkpoint_inputs(final)):
             return "skip", None
         return "validate", None
     if paths.checkpoint("latest").is_file():
@@ -139,29 +146,31 @@ def _write_train_config(session: Session, path: Path) -> None:
     )
 
 
-def run_epoch(session: Session, paths: FoldPaths) -> None:
-    """One epoch: train, validate, update the state, fit the epoch count, save and log."""
+def run_epoch(session: Session, paths: FoldPaths) -> bool:
+    """One epoch: train, validate, update the state and the time budget, save and log.
+    Returns False (and records nothing) when the budget left no time for an iteration."""
     state, epoch, start = session.state, session.state.epoch, time.perf_counter()
-    lr = session.schedule.start_epoch(epoch)
     timings = train_epoch(session, epoch)
+    if timings.iterations == 0:
+        return False
     validation = validate_epoch(session)
     dice = pseudo_dice(validation.counts)
     defined = [d for d in dice if math.isfinite(d)]
     improved = state.update_ema(sum(defined) / len(defined) if defined else math.nan)
     ema = state.ema if state.ema is not None else math.nan
     seconds = time.perf_counter() - start
-    record = EpochRecord(epoch, timings.loss, validation.loss, dice, ema, lr, seconds)
+    record = EpochRecord(epoch, timings.loss, validation.loss, dice, ema, timings.lr, seconds)
     state.history.append(record)
     state.epoch += 1
     session.schedule.end_epoch(validation.loss)
     state.elapsed_seconds = session.elapsed()
-    changed = fit_epochs(
+    changed = after_epoch(
         session,
         iteration_seconds=timings.median_iteration_seconds,
         validation_seconds=validation.seconds,
         seconds_per_voxel=validation.seconds_per_voxel,
     )
-    if share_epoch_plan(session.dist, state, session.schedule, changed) and session.dist.is_main:
+    if share_epoch_plan(session.dist, state, changed) and session.dist.is_main:
         _write_train_config(session, paths.train_config)
     patience = session.config.early_stopping_patience
     if patience is not None and state.epochs_since_best >= patience and not state.finished:
@@ -169,6 +178,7 @@ def run_epoch(session: Session, paths: FoldPaths) -> None:
         state.stopped_early = True
     if session.dist.is_main:
         _save_epoch(session, paths, record, improved)
+    return True
 
 
 def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improved: bool) -> None:
@@ -223,8 +233,7 @@ def _train(session: Session, paths: FoldPaths, on_epoch: EpochCallback | None = 
         _write_train_config(session, paths.train_config)
     try:
         while not session.state.finished:
-            run_epoch(session, paths)
-            if on_epoch is not None:
+            if run_epoch(session, paths) and on_epoch is not None:
                 on_epoch(session)
     finally:
         session.close()
@@ -237,12 +246,44 @@ def _train(session: Session, paths: FoldPaths, on_epoch: EpochCallback | None = 
     _write_train_config(session, paths.train_config)
 
 
+def _validation_options(
+    config: TrainConfig, network: torch.nn.Module, amp: bool
+) -> ValidationOptions:
+    device = next(network.parameters()).device
+    return ValidationOptions(
+        device=device,
+        mirroring=config.mirrors_in_validation(device.type),
+        step_fraction=config.val_step_fraction,
+        amp=amp,
+    )
+
+
+def _time_one_case(
+    spec: FoldSpec, config: TrainConfig, dataset: Dataset, session: Session, case_id: str
+) -> float:
+    """Validate ``case_id`` as the final validation will (the time budget's probe), into a
+    scratch folder inside the fold folder that is removed afterwards; returns the seconds."""
+    options = _validation_options(config, session.module, session.amp)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=".budget-probe-", dir=spec.fold_dir) as scratch:
+        validate_case(
+            session.module,
+            spec.plans,
+            spec.config_name,
+            spec.data_dir,
+            case_id,
+            dataset,
+            Path(scratch),
+            options,
+        )
+    return time.perf_counter() - start
+
+
 def _validate(
     spec: FoldSpec, config: TrainConfig, dataset: Dataset, network: torch.nn.Module, amp: bool
 ) -> dict[str, Any]:
     paths = spec.paths
-    device = next(network.parameters()).device
-    mirroring = config.val_mirroring if config.val_mirroring is not None else device.type != "cpu"
+    options = _validation_options(config, network, amp)
     return validate_cases(
         network,
         spec.plans,
@@ -251,10 +292,7 @@ def _validate(
         spec.val_ids,
         dataset,
         paths.validation,
-        device=device,
-        mirroring=mirroring,
-        step_fraction=config.val_step_fraction,
-        amp=amp,
+        options,
         inputs=checkpoint_inputs(paths.checkpoint("final")),
         label=f"{spec.config_name} fold {spec.fold} final validation",
     )
@@ -291,6 +329,7 @@ def train_fold(
         CheckpointError: a corrupted or mismatching checkpoint.
         DistributedError: another rank failed or timed out.
     """
+    started = time.perf_counter()
     dist = dist if dist is not None else DistContext()
     with dist.main_first("preparing the fold folder"):
         action, checkpoint = prepare_fold_dir(
@@ -313,7 +352,12 @@ def train_fold(
     if checkpoint is not None:
         config = resume_config(checkpoint.train_config, config)
     spec.fold_dir.mkdir(parents=True, exist_ok=True)
-    session = open_session(spec, config, checkpoint=checkpoint, pretrained=pretrained, dist=dist)
+    session = open_session(
+        spec, config, checkpoint=checkpoint, pretrained=pretrained, dist=dist, started=started
+    )
+    validates = config.validates(spec.fold)
+    if validates and dist.is_main:
+        session.budget.probe = partial(_time_one_case, spec, config, dataset, session)
     if checkpoint is not None:
         _log.info(
             "%s: resuming after epoch %d of %d",
@@ -323,7 +367,7 @@ def train_fold(
         )
     _train(session, paths, on_epoch)
     validate = partial(_validate, spec, config, dataset, session.module, session.amp)
-    summary = _on_rank0(dist, validate if config.final_validation else lambda: None)
+    summary = _on_rank0(dist, validate if validates else lambda: None)
     return FoldResult(
         spec.config_name, spec.fold, spec.fold_dir, "trained", session.state.epoch, summary
     )

@@ -1,9 +1,10 @@
 """Optimisers and learning-rate schedules (pure schedule functions, JSON-able state).
 
-The schedule is set once per epoch: :func:`poly_lr` is a pure function of the epoch, so a
-time budget that changes the number of epochs after the first one simply changes
-``total_epochs`` (the rate of the epochs already run is unaffected by design: it only
-depends on the epoch index and the total).
+The rate is set before every iteration from the schedule's *progress* in [0, 1]
+(:func:`autoseg.trainers.time_budget.schedule_progress`): the share of the epochs done with
+``--epochs``, the share of the training time used with a time budget. :func:`poly_lr` is a
+pure function of it, so a resumed run continues the same curve and a budget's schedule always
+decays fully by the end, however fast the iterations turn out to be.
 """
 
 from __future__ import annotations
@@ -52,15 +53,14 @@ def make_optimizer(
     raise choice_error("optimizer", name, ("sgd", "adam", "adamw"))
 
 
-def poly_lr(initial_lr: float, epoch: int, total_epochs: int, exponent: float = 0.9) -> float:
-    """Polynomial decay: ``initial_lr * (1 - epoch / total_epochs) ** exponent``.
+def poly_lr(initial_lr: float, progress: float, exponent: float = 0.9) -> float:
+    """Polynomial decay: ``initial_lr * (1 - progress) ** exponent``, ``progress`` in [0, 1].
 
     Example:
-        >>> round(poly_lr(0.01, 500, 1000), 6)
+        >>> round(poly_lr(0.01, 0.5), 6)
         0.005359
     """
-    progress = min(max(epoch, 0), total_epochs) / max(total_epochs, 1)
-    return float(initial_lr * (1.0 - progress) ** exponent)
+    return float(initial_lr * (1.0 - min(max(progress, 0.0), 1.0)) ** exponent)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -69,11 +69,11 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 class LRSchedule(Protocol):
-    """Sets the optimiser's rate at the start of an epoch; sees the validation loss after it."""
+    """Sets the optimiser's rate before every iteration from the schedule's progress (see
+    :func:`autoseg.trainers.time_budget.schedule_progress`); sees the validation loss after
+    each epoch."""
 
-    total_epochs: int
-
-    def start_epoch(self, epoch: int) -> float: ...
+    def set_progress(self, progress: float) -> float: ...
 
     def end_epoch(self, val_loss: float) -> None: ...
 
@@ -83,40 +83,32 @@ class LRSchedule(Protocol):
 
 
 class PolySchedule:
-    """Polynomial decay over ``total_epochs`` (nnU-Net's schedule)."""
+    """Polynomial decay over the schedule's progress (nnU-Net's schedule, per iteration)."""
 
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        initial_lr: float,
-        total_epochs: int,
-        exponent: float,
-    ) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, initial_lr: float, exponent: float):
         self.optimizer = optimizer
         self.initial_lr = initial_lr
-        self.total_epochs = total_epochs
         self.exponent = exponent
 
-    def start_epoch(self, epoch: int) -> float:
-        lr = poly_lr(self.initial_lr, epoch, self.total_epochs, self.exponent)
+    def set_progress(self, progress: float) -> float:
+        lr = poly_lr(self.initial_lr, progress, self.exponent)
         _set_lr(self.optimizer, lr)
         return lr
 
     def end_epoch(self, val_loss: float) -> None:
-        """Nothing: the rate depends on the epoch only."""
+        """Nothing: the rate depends on the progress only."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {"initial_lr": self.initial_lr, "total_epochs": self.total_epochs}
+        return {"initial_lr": self.initial_lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.initial_lr = float(state["initial_lr"])
-        self.total_epochs = int(state["total_epochs"])
 
 
 class ConstantSchedule(PolySchedule):
     """The initial rate throughout."""
 
-    def start_epoch(self, epoch: int) -> float:
+    def set_progress(self, progress: float) -> float:
         _set_lr(self.optimizer, self.initial_lr)
         return self.initial_lr
 
@@ -124,17 +116,14 @@ class ConstantSchedule(PolySchedule):
 class PlateauSchedule:
     """Halve the rate when the validation loss has not improved for ``patience`` epochs."""
 
-    def __init__(
-        self, optimizer: torch.optim.Optimizer, initial_lr: float, total_epochs: int, patience: int
-    ) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, initial_lr: float, patience: int):
         self.optimizer = optimizer
-        self.total_epochs = total_epochs
         _set_lr(optimizer, initial_lr)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=0.5, patience=patience, min_lr=initial_lr * 1e-3
         )
 
-    def start_epoch(self, epoch: int) -> float:
+    def set_progress(self, progress: float) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def end_epoch(self, val_loss: float) -> None:
@@ -142,10 +131,9 @@ class PlateauSchedule:
             self.plateau.step(val_loss)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"total_epochs": self.total_epochs, "plateau": self.plateau.state_dict()}
+        return {"plateau": self.plateau.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.total_epochs = int(state["total_epochs"])
         self.plateau.load_state_dict(state["plateau"])
 
 
@@ -154,7 +142,6 @@ def make_schedule(
     optimizer: torch.optim.Optimizer,
     *,
     initial_lr: float,
-    total_epochs: int,
     poly_exponent: float = 0.9,
     plateau_patience: int = 10,
 ) -> LRSchedule:
@@ -164,9 +151,9 @@ def make_schedule(
         ConfigError: for an unknown name.
     """
     if name == "poly":
-        return PolySchedule(optimizer, initial_lr, total_epochs, poly_exponent)
+        return PolySchedule(optimizer, initial_lr, poly_exponent)
     if name == "constant":
-        return ConstantSchedule(optimizer, initial_lr, total_epochs, poly_exponent)
+        return ConstantSchedule(optimizer, initial_lr, poly_exponent)
     if name == "plateau":
-        return PlateauSchedule(optimizer, initial_lr, total_epochs, plateau_patience)
+        return PlateauSchedule(optimizer, initial_lr, plateau_patience)
     raise choice_error("schedule", name, ("poly", "plateau", "constant"))

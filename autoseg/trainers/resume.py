@@ -72,13 +72,14 @@ def _restore(session: Session, checkpoint: LoadedCheckpoint) -> None:
 
 
 def _apply_epochs_override(session: Session) -> None:
-    """An explicit --epochs on resume changes the total (and the schedule's length)."""
+    """An explicit --epochs on resume sets the total (the schedule follows the epochs from
+    then on, a time budget of the checkpoint no longer applies)."""
     epochs, state = session.config.epochs, session.state
     if epochs is None or epochs == state.total_epochs:
         return
     _log.info("resuming with --epochs %d (the checkpoint planned %d)", epochs, state.total_epochs)
     state.total_epochs, state.epochs_source, state.epochs_decided = epochs, "--epochs", True
-    session.schedule.total_epochs = epochs
+    state.budget_seconds, state.out_of_time = None, False
 
 
 RUN_OPTIONS = (

@@ -12,8 +12,10 @@ rank samples with its own seed.
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,47 @@ from autoseg.trainers.strategy import LoaderSpec, TrainingStrategy
 from autoseg.trainers.tensorboard import TensorBoardWriter
 from autoseg.workspace import FoldPaths, Workspace
 
-__all__ = ["FoldSpec", "Session"]
+__all__ = [
+    "BudgetTracker",
+    "FoldSpec",
+    "Session",
+    "ValidationProbe",
+]
+
+
+ValidationProbe = Callable[[str], float]
+"""Validate one case exactly as the final validation does (into a scratch folder) and
+return the seconds it took."""
+
+
+@dataclass
+class BudgetTracker:
+    """What the budget has measured during this run (not checkpointed: a resumed run
+    measures again).
+
+    Attributes:
+        probe: Validates one case and returns its seconds (None: no final validation).
+        probe_case_seconds: What the probe measured, and ``probe_voxels`` the output voxels
+            of that case; ``case_voxels`` the same for every validation case.
+        probe_iteration_seconds: The median iteration time when the probe ran.
+        iteration_seconds: Median iteration time of each epoch of this run.
+        closing_seconds: Validation batches + checkpoint of the last epoch.
+        reserve_seconds: The current estimate of the final validation + last checkpoint.
+    """
+
+    probe: ValidationProbe | None = None
+    probe_case_seconds: float | None = None
+    probe_voxels: int = 0
+    case_voxels: dict[str, int] = field(default_factory=dict)
+    probe_iteration_seconds: float = math.nan
+    iteration_seconds: list[float] = field(default_factory=list)
+    closing_seconds: float = 0.0
+    reserve_seconds: float = 0.0
+
+    def recent_iteration_seconds(self) -> float:
+        """Median of the last three epochs' median iteration times (NaN before any)."""
+        recent = self.iteration_seconds[-3:]
+        return statistics.median(recent) if recent else math.nan
 
 
 @dataclass(frozen=True)
@@ -89,6 +131,7 @@ class Session:
     dist: DistContext = field(default_factory=DistContext)
     clock: tuple[float, float] = (0.0, 0.0)
     save_seconds: float = 0.0
+    budget: BudgetTracker = field(default_factory=BudgetTracker)
 
     def elapsed(self) -> float:
         """Training time of the fold so far (seconds), over every resumed run."""

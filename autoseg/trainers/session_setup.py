@@ -101,8 +101,12 @@ def open_session(
     checkpoint: LoadedCheckpoint | None = None,
     pretrained: Path | None = None,
     dist: DistContext | None = None,
+    started: float | None = None,
 ) -> Session:
     """Build a fold's training objects; restore ``checkpoint`` (resume) if given.
+
+    ``started`` (a ``time.perf_counter()`` reading) is when this run of the fold began: its
+    set-up counts in the fold's time (default: now).
 
     Under torchrun (``dist``, see :mod:`autoseg.trainers.distributed`) the network is
     wrapped in DistributedDataParallel after the weights are restored, and ranks other than 0
@@ -136,7 +140,6 @@ def open_session(
         config.schedule,
         optimizer,
         initial_lr=resolved["lr"],
-        total_epochs=state.total_epochs,
         poly_exponent=config.poly_exponent,
         plateau_patience=config.plateau_patience,
     )
@@ -162,7 +165,10 @@ def open_session(
         restore_session(session, checkpoint)
     if dist.rank != 0:  # rank 0 keeps the seed (or its checkpointed RNG states)
         seed_everything(dist.seed(config.seed, session.state.epoch))
-    session.clock = (session.state.elapsed_seconds, time.perf_counter())
+    session.clock = (
+        session.state.elapsed_seconds,
+        time.perf_counter() if started is None else started,
+    )
     session.network = dist.wrap(module)
     if config.compile:
         session.network = torch.compile(session.network)

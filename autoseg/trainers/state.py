@@ -47,13 +47,15 @@ class TrainingState:
         iters_per_epoch: Training iterations per epoch (the config's, or shortened to fit a
             short time budget).
         val_iters: Validation batches per epoch.
-        epochs_decided: False until a budget-driven count has been fitted (after epoch 0).
+        epochs_decided: False until a budget's epoch count has first been estimated (after
+            epoch 0); with a budget the count is an estimate, for logs and curves.
         ema: Moving average of the mean pseudo-Dice (None before the first defined value),
             with the momentum :func:`ema_momentum` gives the run's current epoch count.
         best_ema: Best moving average so far (None before the first).
         epochs_since_best: Epochs since the best moving average (early stopping).
         elapsed_seconds: Training wall-clock time so far, over every (resumed) run.
         stopped_early: Early stopping ended the training.
+        out_of_time: The time budget ended the training.
         history: One record per completed epoch.
     """
 
@@ -69,11 +71,15 @@ class TrainingState:
     epochs_since_best: int = 0
     elapsed_seconds: float = 0.0
     stopped_early: bool = False
+    out_of_time: bool = False
     history: list[EpochRecord] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
-        return self.stopped_early or self.epoch >= self.total_epochs
+        """Early stopping or the budget ended the fold, or (without a budget) every epoch ran."""
+        if self.stopped_early or self.out_of_time:
+            return True
+        return self.budget_seconds is None and self.epoch >= self.total_epochs
 
     def update_ema(self, mean_dice: float) -> bool:
         """Fold in an epoch's mean pseudo-Dice (NaN: no change); True if the average improved
@@ -106,6 +112,7 @@ class TrainingState:
                 "epochs_since_best": self.epochs_since_best,
                 "elapsed_seconds": self.elapsed_seconds,
                 "stopped_early": self.stopped_early,
+                "out_of_time": self.out_of_time,
                 "history": [r.to_dict() for r in self.history],
             }
         )
@@ -131,6 +138,7 @@ class TrainingState:
                 epochs_since_best=int(data["epochs_since_best"]),
                 elapsed_seconds=float(data["elapsed_seconds"]),
                 stopped_early=bool(data["stopped_early"]),
+                out_of_time=bool(data["out_of_time"]),
                 history=[EpochRecord.from_dict(r) for r in data["history"]],
             )
         except (KeyError, TypeError, ValueError) as err:

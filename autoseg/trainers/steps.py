@@ -17,10 +17,15 @@ import torch
 
 from autoseg.log import Progress
 from autoseg.precision import autocast_context
-from autoseg.trainers.distributed import share_epoch_plan
+from autoseg.trainers.distributed import share_epoch_plan, share_iteration
 from autoseg.trainers.session import Session
 from autoseg.trainers.strategy import confusion_counts
-from autoseg.trainers.time_budget import WARMUP_ITERATIONS, shorten_epochs
+from autoseg.trainers.time_budget import (
+    WARMUP_ITERATIONS,
+    out_of_time,
+    schedule_progress,
+    shorten_epochs,
+)
 
 __all__ = [
     "EpochTimings",
@@ -34,11 +39,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class EpochTimings:
-    """Training-loop timings of an epoch (seconds)."""
+    """What an epoch's training iterations did (seconds; NaN without iterations).
+
+    Attributes:
+        loss: Mean training loss.
+        median_iteration_seconds: Median duration of an iteration.
+        train_seconds: Duration of the training iterations.
+        iterations: Iterations run (fewer than the epoch length when the budget ran out).
+        lr: Learning rate of the first iteration.
+    """
 
     loss: float
     median_iteration_seconds: float
     train_seconds: float
+    iterations: int = 0
+    lr: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -96,25 +111,45 @@ def train_step(session: Session, inputs: object, targets: list[torch.Tensor]) ->
     return float(loss.detach())
 
 
+def _next_iteration(session: Session, done: int, durations: list[float]) -> float | None:
+    """The learning rate of the epoch's next iteration, or None when the budget is over
+    (the first iteration of a run always runs). Rank 0 decides under torchrun."""
+    state = session.state
+    expected = statistics.median(durations[-20:]) if durations else 0.0
+    first_of_run = done == 0 and not state.history
+    stop = not first_of_run and out_of_time(session, expected)
+    progress, stop = share_iteration(session.dist, schedule_progress(session, done), stop)
+    if stop:
+        state.out_of_time = True
+        return None
+    return session.schedule.set_progress(progress)
+
+
 def train_epoch(session: Session, epoch: int) -> EpochTimings:
-    """The epoch's training iterations in train mode (a short time budget may shorten the
-    epochs after the first few iterations of epoch 0)."""
+    """The epoch's training iterations in train mode, the learning rate set before each from
+    the schedule's progress (a short time budget may shorten the epochs after the first few
+    iterations of epoch 0; the end of the budget may cut the epoch short)."""
     session.network.train()
     losses: list[float] = []
     durations: list[float] = []
     start = time.perf_counter()
     plan = session.spec.config_plan
+    first_lr = math.nan
     label = epoch_label(session, epoch)
     shown = session.dist.is_main  # one display under torchrun
     with Progress(label, session.state.iters_per_epoch, enabled=shown, summary=False) as bar:
         while len(losses) < session.state.iters_per_epoch:
+            lr = _next_iteration(session, len(losses), durations)
+            if lr is None:
+                break
+            first_lr = lr if not losses else first_lr
             tick = time.perf_counter()
             batch = next(session.train_batches)
             inputs, targets = session.strategy.to_device(batch, plan, session.device)
             losses.append(train_step(session, inputs, targets))
             durations.append(time.perf_counter() - tick)
             if len(losses) == WARMUP_ITERATIONS and share_epoch_plan(
-                session.dist, session.state, session.schedule, shorten_epochs(session, durations)
+                session.dist, session.state, shorten_epochs(session, durations)
             ):
                 bar.set_total(session.state.iters_per_epoch)
             bar.update()
@@ -122,8 +157,10 @@ def train_epoch(session: Session, epoch: int) -> EpochTimings:
     loss = statistics.fmean(finite) if finite else math.nan
     return EpochTimings(
         loss=session.dist.mean(loss, "averaging the training loss"),
-        median_iteration_seconds=statistics.median(durations),
+        median_iteration_seconds=statistics.median(durations) if durations else math.nan,
         train_seconds=time.perf_counter() - start,
+        iterations=len(losses),
+        lr=first_lr,
     )
 
 

@@ -1,36 +1,39 @@
-"""Time budgets: how many epochs a fold runs and how long its epochs are, in one place.
+"""Time budgets: the promise that a fold ends on time, and the schedule's progress, in one place.
 
-Where the epoch count comes from (:func:`initial_state`):
+Where a fold's length comes from (:func:`initial_state`):
 
-- ``--epochs N``: N epochs; nothing below applies.
-- ``--time-budget 90m`` (:func:`autoseg.durations.parse_duration`): fitted into that budget.
-- neither, off a GPU: fitted into ``cpu_default_budget_seconds`` (with a warning).
+- ``--epochs N``: N epochs; the learning rate follows the epochs (nothing below applies).
+- ``--time-budget 90m`` (:func:`autoseg.durations.parse_duration`): the fold, set-up and
+  final validation included, ends at the budget.
+- neither, off a GPU: the same, with ``cpu_default_budget_seconds`` (and a warning).
 - neither, on a GPU: :data:`DEFAULT_GPU_EPOCHS` (nnU-Net's 1000).
 
-A budget-driven count is fitted in three steps:
+With a budget, time drives everything:
 
-1. Short epochs (:func:`shorten_epochs`, after :data:`WARMUP_ITERATIONS` iterations of
-   epoch 0, unless ``--iters-per-epoch`` is given): nnU-Net's epoch (250 iterations) takes
-   minutes on a CPU, so a budget of a few minutes would not hold a single one. If fewer
-   than :data:`MIN_BUDGET_EPOCHS` default-length epochs fit into :data:`TRAINING_SHARE` of
-   the remaining budget, every epoch is shortened (to at least :data:`MIN_ITERATIONS`
-   iterations) so that they do, and the validation batches shrink in proportion (unless
-   ``--val-iters`` is given).
-2. After the first epoch (:func:`fit_epochs`): ``epochs = 1 + floor((budget - elapsed -
-   final_validation) / epoch_seconds)`` (:func:`epochs_for_budget`), where
-   ``epoch_seconds`` comes from the steady iterations of the first epoch (warm-up
-   excluded) plus its validation and bookkeeping time, and the final validation's duration
-   (:func:`final_validation_seconds`) from the measured forward speed (seconds per output
-   voxel) times the voxels the sliding window / tiling will cover.
-3. Later epochs (:func:`fit_epochs` again): if they run slower than planned (a shared
-   machine) the count is lowered so the fold still ends within the budget (the projected
-   end overruns it by more than :data:`OVERRUN_TOLERANCE`); if they run faster while the
-   schedule is still young (at most a quarter through), it is raised (when at least 20 %
-   more epochs fit).
+1. **The schedule follows elapsed time.** The schedule's progress (:func:`schedule_progress`)
+   is the share of the training time used, ``elapsed / (budget - reserve)``, set before every
+   iteration, so the learning rate decays fully by the end whatever the machine's speed does
+   in between: time lost to a busy machine costs iterations, not the schedule.
+2. **Training stops when time is up** (:func:`out_of_time`): before each iteration, when one
+   more iteration, the epoch's validation batches and checkpoint, and the reserve would pass
+   the budget. The last epoch may be short.
+3. **The reserve** is the expected duration of the final validation and the final
+   checkpoint. After the first epoch of a run, one validation case (the one needing the
+   fewest network outputs) is validated for real, exactly as the final validation will do
+   it (kept in :class:`~autoseg.trainers.session.BudgetTracker`); the other cases are
+   scaled from it by the output voxels their tiling covers, and the whole by the machine's
+   current speed (the median iteration time now against then). Until then a rough estimate from the validation batches serves.
+4. **Epoch length**: epochs are the unit of checkpoints, pseudo-Dice and curves. nnU-Net's
+   epoch (250 iterations) takes minutes on a CPU, so after :data:`WARMUP_ITERATIONS`
+   iterations of epoch 0 (unless ``--iters-per-epoch`` is given) every epoch is shortened
+   (to at least :data:`MIN_ITERATIONS`) if fewer than :data:`MIN_BUDGET_EPOCHS` would fit
+   into :data:`TRAINING_SHARE` of the remaining budget (:func:`shorten_epochs`); the
+   validation batches shrink in proportion (unless ``--val-iters`` is given).
 
-No count exceeds :data:`DEFAULT_GPU_EPOCHS`. Under torchrun rank 0 decides and shares its
-plan (:func:`autoseg.trainers.distributed.share_epoch_plan`). This module imports neither
-torch nor the session (only its type).
+The epoch count of a budget is an estimate, updated after every epoch, for the logs and
+curves only; no budget runs more than :data:`DEFAULT_GPU_EPOCHS` epochs. Under torchrun rank
+0 decides and shares its plan (:mod:`autoseg.trainers.distributed`). This module imports
+neither torch nor the session (only its type).
 """
 
 from __future__ import annotations
@@ -47,29 +50,27 @@ from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.state import TrainingState
 
 if TYPE_CHECKING:
-    from autoseg.trainers.session import Session
+    from autoseg.trainers.session import BudgetTracker, Session
 
 __all__ = [
     "DEFAULT_GPU_EPOCHS",
     "DEFAULT_ITERS_PER_EPOCH",
     "DEFAULT_VAL_ITERS",
-    "EXPORT_SECONDS_PER_CASE",
     "MIN_BUDGET_EPOCHS",
     "MIN_ITERATIONS",
-    "OVERRUN_TOLERANCE",
+    "RESERVE_MARGIN",
     "TRAINING_SHARE",
     "WARMUP_ITERATIONS",
-    "epochs_for_budget",
-    "estimate_validation_seconds",
-    "final_validation_seconds",
-    "fit_epochs",
+    "after_epoch",
     "initial_state",
+    "out_of_time",
+    "schedule_progress",
     "shorten_epochs",
 ]
 
 DEFAULT_GPU_EPOCHS = 1000
 """Epochs on a GPU when neither --epochs nor --time-budget is given; also the most a
-time budget may choose."""
+time budget may run."""
 DEFAULT_ITERS_PER_EPOCH = 250
 DEFAULT_VAL_ITERS = 50
 MIN_BUDGET_EPOCHS = 10
@@ -79,18 +80,17 @@ MIN_ITERATIONS = 10
 WARMUP_ITERATIONS = 5
 """Iterations of epoch 0 timed before deciding whether to shorten the epochs."""
 TRAINING_SHARE = 0.8
-"""Share of the remaining budget assumed for training iterations (the rest: validation
-batches, checkpoints, curves and the final validation)."""
-OVERRUN_TOLERANCE = 1.05
-"""Later epochs lower the count only when the projected end exceeds the budget by this."""
-EXPORT_SECONDS_PER_CASE = 2.0
-"""Allowance per validation case for resampling, export and metrics (seconds)."""
+"""Share of the remaining budget assumed for training iterations when shortening epochs."""
+RESERVE_MARGIN = 1.05
+"""The reserve is the estimated final validation and last checkpoint times this."""
+_ROUGH_EXPORT_SECONDS = 0.5
+"""Per validation case, before the probe has measured one: resampling, export, metrics."""
 _log = get_logger(__name__)
 
 
 def initial_state(config: TrainConfig, device_type: str) -> TrainingState:
-    """The state a fresh fold starts from: its epoch count and where it comes from, and the
-    epoch length (``--iters-per-epoch`` / ``--val-iters`` or the defaults).
+    """The state a fresh fold starts from: its length and where it comes from, and the epoch
+    length (``--iters-per-epoch`` / ``--val-iters`` or the defaults).
 
     Args:
         config: The run's options.
@@ -112,8 +112,8 @@ def _epoch_count(config: TrainConfig, device_type: str) -> TrainingState:
     if device_type != "cuda":
         budget = config.cpu_default_budget_seconds
         _log.warning(
-            "training on the %s without --epochs or --time-budget: the number of epochs will "
-            "be fitted into the default budget of %.0f minutes per fold",
+            "training on the %s without --epochs or --time-budget: the fold will be fitted "
+            "into the default budget of %.0f minutes",
             device_type.upper(),
             budget / 60,
         )
@@ -122,7 +122,7 @@ def _epoch_count(config: TrainConfig, device_type: str) -> TrainingState:
 
 
 def shorten_epochs(session: Session, durations: Sequence[float]) -> bool:
-    """Shorten the epochs if the budget holds too few of them (step 1 of the module
+    """Shorten the epochs if the budget holds too few of them (step 4 of the module
     docstring); True when shortened.
 
     Args:
@@ -153,130 +153,134 @@ def shorten_epochs(session: Session, durations: Sequence[float]) -> bool:
     return True
 
 
-def epochs_for_budget(
-    budget_seconds: float,
-    elapsed_seconds: float,
-    epochs_done: int,
-    epoch_seconds: float,
-    final_validation_seconds: float,
-    *,
-    max_epochs: int,
-) -> int:
-    """Total epochs that fit: those done plus as many more as the remaining time allows.
-
-    Args:
-        budget_seconds: The fold's wall-clock budget.
-        elapsed_seconds: Time spent so far (set-up and the epochs done).
-        epochs_done: Epochs already run (they count in the total).
-        epoch_seconds: Expected duration of one more epoch.
-        final_validation_seconds: Expected duration of the end-of-training validation.
-        max_epochs: Upper bound on the total.
-
-    Returns:
-        A total in ``[max(1, epochs_done), max_epochs]``.
-    """
-    remaining = budget_seconds - elapsed_seconds - final_validation_seconds
-    more = math.floor(remaining / epoch_seconds) if epoch_seconds > 0 else max_epochs
-    return int(min(max_epochs, max(1, epochs_done, epochs_done + more)))
-
-
-def estimate_validation_seconds(
-    covered_voxels: Sequence[int], seconds_per_voxel: float, mirror_passes: int
-) -> float:
-    """Expected duration of the end-of-training validation.
-
-    Args:
-        covered_voxels: Per validation case, the output voxels its tiling computes.
-        seconds_per_voxel: Measured forward time per output voxel (validation batches).
-        mirror_passes: Forward passes per window (8 with mirroring on three axes, else 1).
-    """
-    forward = sum(covered_voxels) * seconds_per_voxel * mirror_passes
-    return float(forward + EXPORT_SECONDS_PER_CASE * len(covered_voxels))
-
-
-def final_validation_seconds(session: Session, seconds_per_voxel: float) -> float:
-    """Expected duration of the end-of-training validation of the session's fold: the voxels
-    the strategy's tiling covers in each validation case (its preprocessed shape), at the
-    measured speed, times the mirrored passes, plus the export allowance."""
-    if not session.config.final_validation:
-        return 0.0
-    plan = session.spec.config_plan
-    mirroring = session.config.val_mirroring
-    if mirroring is None:
-        mirroring = session.device.type != "cpu"
-    passes = 2 ** len(plan.augmentation.mirror_axes) if mirroring else 1
-    voxels = []
-    for case_id in session.spec.val_ids:
-        properties = read_json(Path(session.spec.data_dir) / f"{case_id}.json") or {}
-        shape = properties.get("shape_after_resample", plan.inference_patch_size)
-        voxels.append(
-            session.strategy.inference_voxels(plan, shape, session.config.val_step_fraction)
-        )
-    return estimate_validation_seconds(voxels, seconds_per_voxel, passes)
-
-
-def _epoch_seconds(session: Session, iteration_seconds: float, validation_seconds: float) -> float:
-    """Expected wall time of one more epoch, checkpointing and curves included."""
+def schedule_progress(session: Session, iteration: int) -> float:
+    """How far through its schedule the fold is before ``iteration`` of the current epoch:
+    the epochs done (with a budget, also the training time used), in [0, 1]."""
     state = session.state
-    if not state.epochs_decided:  # after epoch 0: its steady iterations, not its warm-up
-        steady = iteration_seconds * state.iters_per_epoch + validation_seconds
-        seconds = min(state.history[-1].seconds, steady)
-    else:  # the recent epochs (epoch 0 left out once there are others)
-        seconds = statistics.fmean(r.seconds for r in (state.history[1:] or state.history)[-5:])
-    return (seconds + session.save_seconds) * 1.02
+    epochs = (state.epoch + iteration / max(state.iters_per_epoch, 1)) / max(state.total_epochs, 1)
+    if state.budget_seconds is None:
+        return min(1.0, epochs)
+    training = state.budget_seconds - session.budget.reserve_seconds
+    spent = session.elapsed() / training if training > 0 else 1.0
+    return min(1.0, max(spent, epochs))
 
 
-def fit_epochs(
+def out_of_time(session: Session, iteration_seconds: float) -> bool:
+    """With a budget: whether one more iteration (of ``iteration_seconds``), the epoch's
+    validation batches and checkpoint, and the reserve would pass the budget."""
+    state = session.state
+    if state.budget_seconds is None:
+        return False
+    budget = session.budget
+    needed = iteration_seconds + budget.closing_seconds + budget.reserve_seconds
+    return session.elapsed() + needed > state.budget_seconds
+
+
+def after_epoch(
     session: Session,
     *,
     iteration_seconds: float,
     validation_seconds: float,
     seconds_per_voxel: float,
 ) -> bool:
-    """Fit the epoch count into the budget after an epoch (steps 2 and 3 of the module
-    docstring); True when the count changed (the schedule's length follows it).
-
-    Args:
-        session: The fold's session (state, config, plan, strategy, save time, schedule).
-        iteration_seconds: Median duration of the epoch's training iterations.
-        validation_seconds: Duration of the epoch's validation batches.
-        seconds_per_voxel: Measured forward time per output voxel (validation batches).
-    """
-    state = session.state
-    if state.budget_seconds is None or (state.finished and state.epochs_decided):
+    """After an epoch (with a budget): measure the final validation once, update the reserve
+    and the expected number of epochs, decide whether the fold is over. True when the
+    expected number of epochs changed (it is then logged)."""
+    state, budget = session.state, session.budget
+    if state.budget_seconds is None:
         return False
-    final = final_validation_seconds(session, seconds_per_voxel)
-    epoch_seconds = _epoch_seconds(session, iteration_seconds, validation_seconds)
-    total = epochs_for_budget(
-        state.budget_seconds,
-        state.elapsed_seconds,
-        state.epoch,
-        epoch_seconds,
-        final,
-        max_epochs=DEFAULT_GPU_EPOCHS,
+    budget.iteration_seconds.append(iteration_seconds)
+    budget.closing_seconds = (validation_seconds + session.save_seconds) * RESERVE_MARGIN
+    if budget.probe is not None and budget.probe_case_seconds is None:
+        _probe_validation(session)
+    budget.reserve_seconds = _reserve(session, seconds_per_voxel)
+    remaining = state.budget_seconds - session.elapsed() - budget.reserve_seconds
+    epoch_seconds = _epoch_seconds(session)
+    more = max(0, math.floor(remaining / epoch_seconds)) if epoch_seconds > 0 else 0
+    if state.out_of_time or remaining <= budget.closing_seconds:
+        state.out_of_time, more = True, 0
+    total = min(DEFAULT_GPU_EPOCHS, state.epoch + more)
+    changed = not state.epochs_decided or abs(total - state.total_epochs) > max(
+        1, 0.1 * state.total_epochs
     )
-    reason = ""
-    if state.epochs_decided:
-        remaining = state.total_epochs - state.epoch
-        projected = state.elapsed_seconds + remaining * epoch_seconds + final
-        early = state.epoch <= max(2, state.total_epochs // 4)
-        if projected > state.budget_seconds * OVERRUN_TOLERANCE and total < state.total_epochs:
-            reason = " (lowered: epochs run slower than planned)"
-        elif early and total >= max(state.total_epochs + 1, 1.2 * state.total_epochs):
-            reason = " (raised: epochs run faster than planned)"
-        else:
-            return False
+    if state.epoch >= DEFAULT_GPU_EPOCHS:
+        state.out_of_time = True
+    if changed:
+        _log.info(
+            "time budget %.0f min (%s): %.1f s per epoch, final validation ~%.0f s, %.0f s "
+            "used -> about %d epochs",
+            state.budget_seconds / 60,
+            state.epochs_source,
+            epoch_seconds,
+            budget.reserve_seconds,
+            session.elapsed(),
+            max(total, state.epoch),
+        )
+    state.total_epochs, state.epochs_decided = max(total, state.epoch, 1), True
+    return changed
+
+
+def _epoch_seconds(session: Session) -> float:
+    """Expected duration of one more full epoch, from this run's recent epochs."""
+    budget = session.budget
+    iteration = budget.recent_iteration_seconds()
+    if not math.isfinite(iteration):
+        return math.nan
+    return iteration * session.state.iters_per_epoch + budget.closing_seconds
+
+
+def _probe_validation(session: Session) -> None:
+    """Validate the cheapest validation case for real and keep its time (step 3)."""
+    budget = session.budget
+    budget.case_voxels = _case_voxels(session)
+    if not budget.case_voxels or budget.probe is None:
+        budget.probe = None
+        return
+    case_id = min(budget.case_voxels, key=lambda c: (budget.case_voxels[c], c))
+    budget.probe_case_seconds = budget.probe(case_id)
+    budget.probe_voxels = budget.case_voxels[case_id]
+    budget.probe_iteration_seconds = budget.recent_iteration_seconds()
     _log.info(
-        "time budget %.0f min (%s): %.1f s per epoch, final validation ~%.0f s, %.0f s used "
-        "-> %d epochs%s",
-        state.budget_seconds / 60,
-        state.epochs_source,
-        epoch_seconds,
-        final,
-        state.elapsed_seconds,
-        total,
-        reason,
+        "time budget: validating %s took %.2f s; %d validation cases will take ~%.0f s",
+        case_id,
+        budget.probe_case_seconds,
+        len(budget.case_voxels),
+        _probed_seconds(budget, 1.0),
     )
-    state.total_epochs, state.epochs_decided = total, True
-    session.schedule.total_epochs = total
-    return True
+
+
+def _case_voxels(session: Session) -> dict[str, int]:
+    """Output voxels the final validation's tiling computes, per validation case."""
+    plan = session.spec.config_plan
+    voxels = {}
+    for case_id in session.spec.val_ids:
+        properties = read_json(Path(session.spec.data_dir) / f"{case_id}.json") or {}
+        shape = properties.get("shape_after_resample", plan.inference_patch_size)
+        voxels[case_id] = session.strategy.inference_voxels(
+            plan, shape, session.config.val_step_fraction
+        )
+    return voxels
+
+
+def _probed_seconds(budget: BudgetTracker, load: float) -> float:
+    assert budget.probe_case_seconds is not None
+    per_voxel = budget.probe_case_seconds / max(budget.probe_voxels, 1)
+    return per_voxel * sum(budget.case_voxels.values()) * load
+
+
+def _reserve(session: Session, seconds_per_voxel: float) -> float:
+    """Expected seconds of the final validation and the last checkpoint (step 3)."""
+    budget = session.budget
+    validation = 0.0
+    if budget.probe_case_seconds is not None:
+        now, then = budget.recent_iteration_seconds(), budget.probe_iteration_seconds
+        load = now / then if then > 0 and math.isfinite(now / then) else 1.0
+        validation = _probed_seconds(budget, min(max(load, 0.5), 4.0))
+    elif budget.probe is not None:  # rough, until the probe has run
+        plan = session.spec.config_plan
+        mirrored = session.config.mirrors_in_validation(session.device.type)
+        passes = 2 ** len(plan.augmentation.mirror_axes) if mirrored else 1
+        voxels = _case_voxels(session).values()
+        forward = sum(voxels) * seconds_per_voxel * passes
+        validation = forward + _ROUGH_EXPORT_SECONDS * len(voxels)
+    return (validation + session.save_seconds) * RESERVE_MARGIN

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,36 @@ from autoseg.log import get_logger, progress
 from autoseg.planner.plans import Plans
 from autoseg.preprocessing.store import load_preprocessed_case
 
-__all__ = ["VALIDATION_ENDING", "validate_cases"]
+__all__ = [
+    "VALIDATION_ENDING",
+    "ValidationOptions",
+    "checkpoint_inputs",
+    "validate_case",
+    "validate_cases",
+]
 
 VALIDATION_ENDING = ".nii.gz"
 _log = get_logger(__name__)
 
 
-def _predict_case(
+@dataclass(frozen=True)
+class ValidationOptions:
+    """How the final validation predicts.
+
+    Attributes:
+        device: Device to predict on.
+        mirroring: Test-time mirroring.
+        step_fraction: Sliding-window step (fraction of the patch).
+        amp: Mixed precision (see :mod:`autoseg.precision`).
+    """
+
+    device: torch.device
+    mirroring: bool
+    step_fraction: float
+    amp: bool
+
+
+def validate_case(
     network: torch.nn.Module,
     plans: Plans,
     config_name: str,
@@ -51,18 +75,20 @@ def _predict_case(
     case_id: str,
     dataset: Dataset,
     out_dir: Path,
-    options: dict[str, Any],
+    options: ValidationOptions,
 ) -> list[dict[str, Any]]:
+    """Predict one validation case, export it into ``out_dir`` and score it; returns its
+    metric rows (none for an unlabelled case)."""
     plan = plans.configuration(config_name)
     preprocessed = load_preprocessed_case(data_dir, case_id, mmap=False)  # writable arrays
     probabilities = predict_probabilities(
         [network],
         plan,
         preprocessed.image,
-        use_mirroring=options["mirroring"],
-        step_fraction=options["step_fraction"],
-        device=options["device"],
-        amp=options["amp"],
+        use_mirroring=options.mirroring,
+        step_fraction=options.step_fraction,
+        device=options.device,
+        amp=options.amp,
         roi=None if preprocessed.roi is None else np.asarray(preprocessed.roi, dtype=bool),
         region_based=plans.region_based,
     )
@@ -102,11 +128,8 @@ def validate_cases(
     case_ids: Sequence[str],
     dataset: Dataset,
     out_dir: Path,
+    options: ValidationOptions,
     *,
-    device: torch.device,
-    mirroring: bool,
-    step_fraction: float,
-    amp: bool,
     inputs: dict[str, str],
     label: str | None = None,
 ) -> dict[str, Any]:
@@ -120,20 +143,16 @@ def validate_cases(
         case_ids: The fold's validation cases.
         dataset: The raw dataset (reference labels and image headers).
         out_dir: ``fold_<k>/validation``.
-        device: Device to predict on.
-        mirroring: Test-time mirroring.
-        step_fraction: Sliding-window step (fraction of the patch).
-        amp: Mixed precision (CUDA).
+        options: How to predict (device, mirroring, step, precision).
         inputs: Digests recorded in summary.json (the checkpoint it was computed from).
         label: What the progress shows (default ``"<config> validation"``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    options = {"device": device, "mirroring": mirroring, "step_fraction": step_fraction, "amp": amp}
     rows: list[dict[str, Any]] = []
     network.eval()
     desc = label or f"{config_name} validation"
     for case_id in progress(case_ids, desc=desc, total=len(case_ids)):
-        rows += _predict_case(
+        rows += validate_case(
             network, plans, config_name, data_dir, case_id, dataset, out_dir, options
         )
     summary = summarize(pd.DataFrame.from_records(rows)) if rows else {}

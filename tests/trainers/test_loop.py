@@ -48,11 +48,11 @@ def test_resume_after_a_crash_continues_exactly(
 
     real_run_epoch, calls = loop.run_epoch, []
 
-    def crash_in_third_epoch(*args: Any) -> None:
+    def crash_in_third_epoch(*args: Any) -> bool:
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("killed")
-        real_run_epoch(*args)
+        return real_run_epoch(*args)
 
     monkeypatch.setattr(loop, "run_epoch", crash_in_third_epoch)
     with pytest.raises(RuntimeError, match="killed"):

@@ -16,9 +16,10 @@ def _optimizer(name: str = "sgd") -> torch.optim.Optimizer:
 
 
 def test_poly_lr() -> None:
-    assert poly_lr(0.01, 0, 1000) == 0.01
-    assert poly_lr(0.01, 500, 1000) == pytest.approx(0.01 * 0.5**0.9)
-    assert poly_lr(0.01, 1000, 1000) == 0.0
+    assert poly_lr(0.01, 0.0) == 0.01
+    assert poly_lr(0.01, 0.5) == pytest.approx(0.01 * 0.5**0.9)
+    assert poly_lr(0.01, 1.0) == 0.0
+    assert poly_lr(0.01, 1.5) == 0.0 and poly_lr(0.01, -1.0) == 0.01  # clipped to [0, 1]
 
 
 def test_sgd_is_nesterov_and_others_exist() -> None:
@@ -29,22 +30,21 @@ def test_sgd_is_nesterov_and_others_exist() -> None:
         _optimizer("lion")
 
 
-def test_poly_schedule_sets_the_rate_and_round_trips() -> None:
+def test_poly_schedule_sets_the_rate_from_the_progress_and_round_trips() -> None:
     opt = _optimizer()
-    schedule = make_schedule("poly", opt, initial_lr=0.01, total_epochs=10)
-    assert schedule.start_epoch(5) == pytest.approx(poly_lr(0.01, 5, 10))
-    assert opt.param_groups[0]["lr"] == pytest.approx(poly_lr(0.01, 5, 10))
-    schedule.total_epochs = 20  # a time budget changes the length
-    other = make_schedule("poly", _optimizer(), initial_lr=1.0, total_epochs=1)
+    schedule = make_schedule("poly", opt, initial_lr=0.01)
+    assert schedule.set_progress(0.5) == pytest.approx(poly_lr(0.01, 0.5))
+    assert opt.param_groups[0]["lr"] == pytest.approx(poly_lr(0.01, 0.5))
+    other = make_schedule("poly", _optimizer(), initial_lr=1.0)
     other.load_state_dict(schedule.state_dict())
-    assert other.start_epoch(5) == pytest.approx(poly_lr(0.01, 5, 20))
+    assert other.set_progress(0.25) == pytest.approx(poly_lr(0.01, 0.25))
 
 
 def test_plateau_halves_after_patience() -> None:
     opt = _optimizer()
-    schedule = make_schedule("plateau", opt, initial_lr=0.01, total_epochs=10, plateau_patience=1)
+    schedule = make_schedule("plateau", opt, initial_lr=0.01, plateau_patience=1)
     for _ in range(4):
-        schedule.start_epoch(0)
+        schedule.set_progress(0.0)
         schedule.end_epoch(1.0)
     assert opt.param_groups[0]["lr"] < 0.01
-    assert make_schedule("constant", opt, initial_lr=0.3, total_epochs=3).start_epoch(2) == 0.3
+    assert make_schedule("constant", opt, initial_lr=0.3).set_progress(0.9) == 0.3

@@ -1,18 +1,20 @@
-"""Time budgets: durations, where the epoch count comes from, short epochs, epochs that fit."""
+"""Time budgets: where a fold's length comes from, short epochs, the schedule's progress,
+the end of the budget, and the final validation's reserve measured by the probe."""
 
 from __future__ import annotations
 
 import pytest
 
 from autoseg.trainers.config import TrainConfig
+from autoseg.trainers.session import BudgetTracker
 from autoseg.trainers.state import TrainingState
 from autoseg.trainers.time_budget import (
     DEFAULT_GPU_EPOCHS,
-    epochs_for_budget,
-    estimate_validation_seconds,
-    final_validation_seconds,
-    fit_epochs,
+    RESERVE_MARGIN,
+    after_epoch,
     initial_state,
+    out_of_time,
+    schedule_progress,
     shorten_epochs,
 )
 
@@ -92,75 +94,115 @@ def test_validation_val_iters_given_are_kept_when_shortening() -> None:
     assert (state.iters_per_epoch, state.val_iters) == (10, 7)
 
 
-def test_final_validation_seconds_counts_covered_voxels_and_mirrors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+class _Clock:
+    """A session's clock that the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _budget_session(tmp_path, budget: float | None, *, probe=None):  # type: ignore[no-untyped-def]
     import json
     from types import SimpleNamespace
 
-    for case, shape in (("a", [10, 10, 10]), ("b", [20, 10, 10])):
+    shapes = {"small": [10, 10, 10], "large": [20, 10, 10]}
+    for case, shape in shapes.items():
         (tmp_path / f"{case}.json").write_text(json.dumps({"shape_after_resample": shape}))
     plan = SimpleNamespace(
         augmentation=SimpleNamespace(mirror_axes=(0, 1, 2)), inference_patch_size=(8, 8, 8)
     )
-    session = SimpleNamespace(
-        config=TrainConfig(val_mirroring=None, final_validation=True),
-        spec=SimpleNamespace(config_plan=plan, val_ids=("a", "b", "missing"), data_dir=tmp_path),
-        device=SimpleNamespace(type="cuda"),
-        strategy=SimpleNamespace(inference_voxels=lambda plan, shape, step: int(sum(shape))),
-    )
-    # voxels 30 + 40 + 24 (no properties: the patch), 8 mirrored passes on a GPU, 2 s per case
-    seconds = final_validation_seconds(session, 0.5)  # type: ignore[arg-type]
-    assert seconds == pytest.approx((30 + 40 + 24) * 0.5 * 8 + 3 * 2.0)
-    session.device = SimpleNamespace(type="cpu")  # no mirroring by default on the CPU
-    assert final_validation_seconds(session, 0.5) == pytest.approx(94 * 0.5 + 6.0)  # type: ignore[arg-type]
-    session.config = TrainConfig(final_validation=False)
-    assert final_validation_seconds(session, 0.5) == 0.0  # type: ignore[arg-type]
-
-
-def test_epochs_for_budget() -> None:
-    # 100 s budget, 10 s used by one epoch, 8 s per epoch, 20 s of validation: 1 + 8 epochs
-    assert epochs_for_budget(100, 10, 1, 8, 20, max_epochs=1000) == 9
-    assert epochs_for_budget(100, 10, 1, 8, 20, max_epochs=5) == 5
-    assert epochs_for_budget(10, 50, 3, 8, 20, max_epochs=1000) == 3  # over budget: stop now
-    assert epochs_for_budget(10, 50, 0, 8, 20, max_epochs=1000) == 1
-
-
-def test_estimate_validation_seconds() -> None:
-    assert estimate_validation_seconds([1000, 3000], 1e-3, 8) == pytest.approx(32 + 2 * 2.0)
-
-
-def _fake_session(state: object) -> object:
-    from types import SimpleNamespace
-
+    if budget is None:
+        state = TrainingState(10, "--epochs", iters_per_epoch=100)
+    else:
+        state = TrainingState(1000, "--time-budget", budget, iters_per_epoch=100)
+        state.epochs_decided = False
+    clock = _Clock()
     return SimpleNamespace(
         state=state,
-        config=SimpleNamespace(final_validation=False),
-        schedule=SimpleNamespace(total_epochs=0),
-        save_seconds=0.0,
+        config=TrainConfig(val_mirroring=None),
+        spec=SimpleNamespace(config_plan=plan, val_ids=tuple(shapes), data_dir=tmp_path),
+        device=SimpleNamespace(type="cpu"),
+        strategy=SimpleNamespace(inference_voxels=lambda plan, shape, step: int(sum(shape))),
+        budget=BudgetTracker(probe=probe),
+        save_seconds=0.5,
+        elapsed=clock,
+        clock=clock,
     )
 
 
-def test_fit_epochs_decides_then_raises_early_and_lowers_late() -> None:
-    import math
+def test_progress_follows_the_epochs_without_a_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    session = _budget_session(tmp_path, None)
+    session.state.epoch = 3
+    assert schedule_progress(session, 50) == pytest.approx(0.35)  # (3 + 50 / 100) / 10
+    session.clock.now = 1e6  # time plays no part
+    assert schedule_progress(session, 0) == pytest.approx(0.3)
+    assert not out_of_time(session, 100.0)
 
-    from autoseg.trainers.history import EpochRecord
 
-    def record(epoch: int, seconds: float) -> EpochRecord:
-        return EpochRecord(epoch, 1.0, 1.0, (0.5,), 0.5, 0.01, seconds)
+def test_progress_follows_the_training_time_with_a_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    session = _budget_session(tmp_path, 100.0)
+    session.budget.reserve_seconds = 20.0
+    session.clock.now = 40.0
+    assert schedule_progress(session, 7) == pytest.approx(0.5)  # 40 of the 80 s of training
+    session.clock.now = 95.0
+    assert schedule_progress(session, 0) == 1.0
 
-    state = TrainingState(1000, "--time-budget", 100.0, iters_per_epoch=100, epochs_decided=False)
-    session = _fake_session(state)
-    speed = {"iteration_seconds": 0.1, "validation_seconds": 1.0, "seconds_per_voxel": math.nan}
-    state.history, state.epoch, state.elapsed_seconds = [record(0, 12.0)], 1, 12.0
-    assert fit_epochs(session, **speed)  # type: ignore[arg-type]
-    assert state.total_epochs == 1 + int(88 / (11 * 1.02)) == 8 and state.epochs_decided
-    assert session.schedule.total_epochs == 8  # type: ignore[attr-defined]
-    state.history.append(record(1, 5.0))
-    state.epoch, state.elapsed_seconds = 2, 17.0
-    assert fit_epochs(session, **speed)  # type: ignore[arg-type]
-    assert state.total_epochs == 2 + int(83 / (5 * 1.02))  # raised: faster than planned
-    state.history += [record(e, 20.0) for e in (2, 3, 4)]
-    state.epoch, state.elapsed_seconds = 5, 77.0
-    assert fit_epochs(session, **speed)  # type: ignore[arg-type]
-    recent = (5 + 20 * 3) / 4 * 1.02
-    assert state.total_epochs == 5 + int(23 / recent)  # lowered: slower than planned
-    assert not fit_epochs(session, **speed)  # type: ignore[arg-type]
+
+def test_out_of_time_keeps_room_for_the_epoch_end_and_the_reserve(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    session = _budget_session(tmp_path, 100.0)
+    session.budget.reserve_seconds, session.budget.closing_seconds = 20.0, 5.0
+    session.clock.now = 73.0
+    assert not out_of_time(session, 2.0)  # 73 + 2 + 5 + 20 = 100: just fits
+    assert out_of_time(session, 2.5)
+
+
+def test_the_probe_measures_one_case_and_the_reserve_follows_the_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    probed: list[str] = []
+
+    def probe(case_id: str) -> float:
+        probed.append(case_id)
+        session.clock.now += 3.0  # validating the small case takes 3 s
+        return 3.0
+
+    session = _budget_session(tmp_path, 600.0, probe=probe)
+    session.state.epoch, session.clock.now = 1, 10.0
+    speeds = {"validation_seconds": 1.0, "seconds_per_voxel": 1e9}  # the rough rate is unused
+    after_epoch(session, iteration_seconds=0.1, **speeds)  # type: ignore[arg-type]
+    assert probed == ["small"]  # the case needing the fewest outputs (30 against 40)
+    # 3 s for 30 voxels -> 70 voxels in 7 s, plus the last checkpoint, with the margin
+    assert session.budget.reserve_seconds == pytest.approx((7.0 + 0.5) * RESERVE_MARGIN)
+    assert session.budget.closing_seconds == pytest.approx((1.0 + 0.5) * RESERVE_MARGIN)
+    assert session.state.epochs_decided and not session.state.out_of_time
+    # 587 s left after 13 s, less the reserve, at 100 x 0.1 s + closing per epoch
+    epoch_seconds = 10.0 + session.budget.closing_seconds
+    more = int((600.0 - 13.0 - session.budget.reserve_seconds) // epoch_seconds)
+    assert session.state.total_epochs == 1 + more
+    for epoch in (2, 3, 4):  # the machine gets twice as slow
+        session.state.epoch = epoch
+        after_epoch(session, iteration_seconds=0.2, **speeds)  # type: ignore[arg-type]
+    assert probed == ["small"]  # measured once
+    assert session.budget.reserve_seconds == pytest.approx((14.0 + 0.5) * RESERVE_MARGIN)
+    session.clock.now = 600.0 - session.budget.reserve_seconds - 1.0
+    after_epoch(session, iteration_seconds=0.2, **speeds)  # type: ignore[arg-type]
+    assert session.state.out_of_time and session.state.finished
+    assert session.state.total_epochs == session.state.epoch
+
+
+def test_without_final_validation_the_reserve_is_the_last_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    session = _budget_session(tmp_path, 100.0, probe=None)
+    session.state.epoch, session.clock.now = 1, 10.0
+    after_epoch(session, iteration_seconds=0.1, validation_seconds=1.0, seconds_per_voxel=1.0)  # type: ignore[arg-type]
+    assert session.budget.reserve_seconds == pytest.approx(0.5 * RESERVE_MARGIN)
+
+
+@pytest.mark.parametrize(
+    ("fold", "given", "expected"),
+    [(0, None, True), ("all", None, False), ("all", True, True), (2, False, False)],
+)
+def test_fold_all_does_not_validate_on_its_training_cases_unless_asked(
+    fold: int | str, given: bool | None, expected: bool
+) -> None:
+    assert TrainConfig(final_validation=given).validates(fold) is expected
