@@ -22,7 +22,8 @@ With a budget, time drives everything:
    fewest network outputs) is validated for real, exactly as the final validation will do
    it (kept in :class:`~autoseg.trainers.session.BudgetTracker`); the other cases are
    scaled from it by the output voxels their tiling covers, and the whole by the machine's
-   current speed (the median iteration time now against then). Until then a rough estimate from the validation batches serves.
+   current speed (the median iteration time now against then). Until then a rough
+   estimate from the validation batches serves.
 4. **Epoch length**: epochs are the unit of checkpoints, pseudo-Dice and curves. nnU-Net's
    epoch (250 iterations) takes minutes on a CPU, so after :data:`WARMUP_ITERATIONS`
    iterations of epoch 0 (unless ``--iters-per-epoch`` is given) every epoch is shortened
