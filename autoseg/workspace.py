@@ -4,6 +4,7 @@ Layout (see docs/artefacts.md)::
 
     <root>/
       source.json                     which dataset the workspace was planned from
+      verify.json                     per-case verification results (reused while unchanged)
       fingerprint.json                dataset fingerprint
       plans.json                      the plan: preprocessing + one entry per configuration
       cpu_speed.json                  this machine's measured CPU training speed (CPU plans)
@@ -98,6 +99,11 @@ class Workspace:
     @property
     def source_json(self) -> Path:
         return self.root / "source.json"
+
+    @property
+    def verify_json(self) -> Path:
+        """Per-case verification results, reused while a case's files are unchanged."""
+        return self.root / "verify.json"
 
     @property
     def fingerprint_json(self) -> Path:

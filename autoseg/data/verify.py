@@ -6,7 +6,8 @@ checks shared with :func:`autoseg.data.case_io.load_case`: missing or unreadable
 (truncated .gz included), dimensionality, shape and geometry against the case's first
 channel, NaN/Inf voxels, non-integer or undeclared label values, unusable ROI masks
 (negative, or nothing > 0).
-It never stops at the first problem.
+It never stops at the first problem. With a cache (``autoseg plan``'s ``verify.json``, see
+:mod:`autoseg.data.verify_cache`) only the cases whose files changed are read again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from autoseg.data.case_io import CaseExpectations, inspect_case
 from autoseg.data.checks import Problem, unique_values
 from autoseg.data.dataset import Case, Dataset
 from autoseg.data.formats import read_dataset
+from autoseg.data.verify_cache import (
+    CaseRecord,
+    load_verify_cache,
+    reusable,
+    save_verify_cache,
+)
 from autoseg.parallel import map_cases
 
 __all__ = [
@@ -34,17 +41,6 @@ __all__ = [
     "verify_cases",
     "verify_dataset",
 ]
-
-
-@dataclass(frozen=True)
-class CaseRecord:
-    """What verifying one case found: its problems, and its grid when it read cleanly."""
-
-    case_id: str
-    problems: tuple[Problem, ...]
-    shape: tuple[int, int, int] | None = None
-    spacing: tuple[float, float, float] | None = None
-    label_values: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,12 +146,14 @@ class VerifyReport:
         }
 
 
-def verify_dataset(path: Path, *, num_workers: int = 1) -> VerifyReport:
+def verify_dataset(path: Path, *, num_workers: int = 1, cache: Path | None = None) -> VerifyReport:
     """Check a dataset (any supported format) and report every problem found.
 
     Args:
         path: Dataset folder, its dataset.json, or a CSV manifest.
         num_workers: Processes reading cases in parallel (1: in this process).
+        cache: A verification cache file (``<work>/verify.json``): cases whose files match
+            their cached signature are not read again, and the cache is rewritten.
 
     Returns:
         The report; ``report.ok`` is True when nothing is wrong. Never raises for bad data.
@@ -164,10 +162,28 @@ def verify_dataset(path: Path, *, num_workers: int = 1) -> VerifyReport:
     problems = list(result.problems)
     dataset, summary = result.dataset, None
     if dataset is not None:
-        records = _inspect_cases(dataset.cases + dataset.test_cases, dataset, num_workers)
+        cases = dataset.cases + dataset.test_cases
+        if cache is None:
+            records = _inspect_cases(cases, dataset, num_workers)
+        else:
+            records = _inspect_with_cache(cases, dataset, num_workers, cache, not problems)
         problems += [p for record in records for p in record.problems]
         summary = _summarise(dataset, records)
     return VerifyReport(Path(path), tuple(dict.fromkeys(problems)), dataset, summary)
+
+
+def _inspect_with_cache(
+    cases: Sequence[Case], dataset: Dataset, num_workers: int, cache: Path, dataset_ok: bool
+) -> list[CaseRecord]:
+    expect = CaseExpectations.from_dataset(dataset)
+    expectations = repr(expect)  # the frozen dataclass of everything a case is checked against
+    reused, to_check, signatures = reusable(cases, load_verify_cache(cache), expectations)
+    checked = {r.case_id: r for r in _inspect_cases(to_check, dataset, num_workers)}
+    records = [reused.get(c.case_id) or checked[c.case_id] for c in cases]
+    entries = {r.case_id: (signatures[r.case_id], r) for r in records}
+    ok = dataset_ok and not any(r.problems for r in records)
+    save_verify_cache(cache, entries, ok)
+    return records
 
 
 def verify_cases(cases: Sequence[Case], dataset: Dataset, num_workers: int = 1) -> list[Problem]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger
+from autoseg.planner import cpu_speed as cpu_speed_module
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.plans import CpuSpeed, HardwareTarget
 
@@ -91,13 +92,11 @@ def detect_hardware(
     if gpu is not None:
         return gpu
     if cpu_speed is None:
-        from autoseg.planner.cpu_speed import cpu_speed_for_machine, measure_cpu_speed
-
         efficiency = heuristics.cpu_parallel_efficiency
         cpu_speed = (
-            measure_cpu_speed(efficiency)
+            cpu_speed_module.measure_cpu_speed(efficiency)
             if cpu_speed_cache is None
-            else cpu_speed_for_machine(cpu_speed_cache, efficiency)
+            else cpu_speed_module.cpu_speed_for_machine(cpu_speed_cache, efficiency)
         )
     target = int(physical_memory_bytes() * heuristics.cpu_ram_fraction)
     _log.info(

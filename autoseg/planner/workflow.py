@@ -79,11 +79,10 @@ def fingerprint_dataset(
     return fingerprint, False
 
 
-def _verify(path: Path, workspace: Workspace, digest: str, num_workers: int) -> Dataset:
-    marker = workspace.root / "verify.json"
-    if is_current(marker, {"dataset": digest}):
-        return load_dataset(path)
-    report = verify_dataset(path, num_workers=num_workers)
+def _verify(path: Path, workspace: Workspace, num_workers: int) -> Dataset:
+    """Verify the dataset, reading only the cases whose files changed since the last time
+    (the per-case cache ``verify.json``); every problem is logged, the first one raised."""
+    report = verify_dataset(path, num_workers=num_workers, cache=workspace.verify_json)
     if not report.ok or report.dataset is None:
         for problem in report.problems:
             _log.error("%s", problem)
@@ -93,15 +92,15 @@ def _verify(path: Path, workspace: Workspace, digest: str, num_workers: int) -> 
             f"'autoseg verify {path}' lists them all",
             path=path,
         )
-    atomic_write_json(marker, {"ok": True, "inputs": {"dataset": digest}})
     return report.dataset
 
 
 def prepare_dataset(
     dataset_path: Path, workspace: Workspace, *, num_workers: int = 1
 ) -> tuple[Dataset, Fingerprint, bool]:
-    """The heuristics-independent first half of ``autoseg plan``: verify (skipped while
-    ``verify.json`` is current), write ``source.json``, fingerprint (reused while current).
+    """The heuristics-independent first half of ``autoseg plan``: verify (only the cases
+    whose files changed, see :mod:`autoseg.data.verify_cache`), write ``source.json``,
+    fingerprint (reused while current).
 
     Returns:
         ``(dataset, fingerprint, fingerprint_reused)``.
@@ -109,9 +108,9 @@ def prepare_dataset(
     Raises:
         DatasetError: if the dataset has problems (all are logged) or cannot be read.
     """
-    dataset = load_dataset(dataset_path)
+    load_dataset(dataset_path)  # a dataset that cannot be read at all: one clear error
+    dataset = _verify(dataset_path, workspace, num_workers)
     digest = dataset_digest(dataset)
-    dataset = _verify(dataset_path, workspace, digest, num_workers)
     atomic_write_json(
         workspace.source_json,
         {

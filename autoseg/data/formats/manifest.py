@@ -14,8 +14,7 @@ label); without it they are inferred by reading every label map once (names
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from autoseg.data.checks import Problem
 from autoseg.data.dataset import Case, Dataset
@@ -30,6 +29,9 @@ from autoseg.data.formats._common import (
 )
 from autoseg.data.labels import LabelScheme
 from autoseg.log import get_logger
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["RESERVED_COLUMNS", "SIDECAR_KEYS", "load_manifest", "read_manifest"]
 
@@ -89,6 +91,8 @@ def read_manifest(path: Path) -> LoadResult:
 
 
 def _read_csv(source: Path) -> tuple[pd.DataFrame | None, Problem | None]:
+    import pandas as pd  # only CSV datasets need it (a second on every plan otherwise)
+
     if not source.is_file():
         return None, Problem(None, source, "manifest", "file not found")
     try:
