@@ -75,7 +75,12 @@ def add_predict(p: argparse.ArgumentParser) -> None:
         default_help="configuration, or best = find-best's choice (default: best when "
         "best.json exists, else the only trained configuration)",
     )
-    p.add_argument("--no-tta", action="store_true", help="no test-time mirroring")
+    tta = p.add_mutually_exclusive_group()
+    tta.add_argument(
+        "--tta", dest="tta", action="store_true", default=None,
+        help="test-time mirroring: 8x the network passes (default: on a GPU, off on a CPU)",
+    )  # fmt: skip
+    tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time mirroring")
     p.add_argument(
         "--step-size",
         type=float,
@@ -146,7 +151,7 @@ def run_predict(args: argparse.Namespace) -> int:
             config=args.config,
             folds=tuple(args.folds) if args.folds is not None else None,
             checkpoint=args.checkpoint,
-            use_mirroring=not args.no_tta,
+            use_mirroring=args.tta,
             step_fraction=args.step_size,
             save_probabilities=args.save_probabilities,
             overwrite=args.overwrite,

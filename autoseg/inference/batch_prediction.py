@@ -37,8 +37,10 @@ import torch
 
 from autoseg.data.case_io import reference_image_path
 from autoseg.data.dataset import Case
+from autoseg.data.imageio import read_geometry
 from autoseg.data.verify import Problem, verify_cases
 from autoseg.errors import AutosegError, ConfigError
+from autoseg.inference.cost import estimate_prediction_cost
 from autoseg.inference.deepmedic_tiling import FeatureLayer
 from autoseg.inference.inputs import PredictionInputs, read_inputs
 from autoseg.inference.model_archive import opened_model
@@ -48,6 +50,7 @@ from autoseg.inference.predictor import (
     Predictor,
     PreparedCase,
 )
+from autoseg.inference.probabilities import resolve_device
 from autoseg.log import get_logger, progress
 from autoseg.workspace import Workspace
 
@@ -75,7 +78,7 @@ class PredictCommand:
     config: str | None = None
     folds: tuple[int | str, ...] | None = None
     checkpoint: str = "final"
-    use_mirroring: bool = True
+    use_mirroring: bool | None = None
     step_fraction: float = 0.5
     save_probabilities: bool = False
     overwrite: bool = False
@@ -162,15 +165,17 @@ def _set_threads(device_type: str, threads: int | None) -> None:
 
 def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
     start = time.perf_counter()
-    options = PredictionOptions(
-        command.use_mirroring, command.step_fraction, None, command.feature_layers
-    )
+    device = resolve_device(command.device)
+    mirroring = command.use_mirroring
+    if mirroring is None:  # 8x the work: worth it on a GPU, minutes per case on a CPU
+        mirroring = device.type != "cpu"
+    options = PredictionOptions(mirroring, command.step_fraction, None, command.feature_layers)
     predictor = Predictor.from_workspace(
         workspace,
         command.config,
         command.folds,
         checkpoint=command.checkpoint,
-        device=command.device,
+        device=device,
         options=options,
     )
     _set_threads(predictor.device.type, command.threads)
@@ -197,6 +202,8 @@ def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
         if problem.case_id is not None and problem.case_id not in failed:
             _fail(failed, problem.case_id, problem)
     runnable = [c for c in checked if c.case_id not in failed]
+    if runnable:
+        _log_cost(predictor, runnable[0])
     logger.info(
         "predicting %d case(s) on %s (%d skipped, %d failed checks)",
         len(runnable),
@@ -211,6 +218,30 @@ def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
         tuple(c.case_id for c in skipped),
         failed,
         time.perf_counter() - start,
+    )
+
+
+def _log_cost(predictor: Predictor, case: Case) -> None:
+    """Say what predicting a case will cost, from the first case's header."""
+    try:
+        geometry, _ = read_geometry(case.channels[0])
+    except AutosegError:
+        return  # its own failure is reported when the case is read
+    folds = {c: len(predictor.networks[c]) for c in predictor.selection.configs}
+    cost = estimate_prediction_cost(
+        predictor.plans,
+        folds,
+        geometry.shape,
+        geometry.spacing,
+        mirroring=predictor.options.use_mirroring,
+        step_fraction=predictor.options.step_fraction,
+        on_cpu=predictor.device.type == "cpu",
+    )
+    logger.info(
+        "%s (for a case like %s, %s); --tta/--no-tta and --folds change it",
+        cost.describe(),
+        case.case_id,
+        "x".join(str(n) for n in geometry.shape),
     )
 
 
