@@ -66,6 +66,9 @@ __all__ = ["EpochCallback", "FoldResult", "prepare_fold_dir", "run_epoch", "trai
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
+PLOT_EVERY_SECONDS = 30.0
+"""progress.png is redrawn after an epoch at most this often (a drawing costs ~0.5 s of a
+CPU, against epochs of a few seconds in short CPU runs), and always after the last one."""
 
 EpochCallback = Callable[[Session], None]
 """Called after every epoch with the fold's session (read its ``spec`` and ``state``; do not
@@ -124,8 +127,11 @@ def prepare_fold_dir(
     return "fresh", None
 
 
-def _write_train_config(session: Session, path: Path) -> None:
+def _write_train_config(
+    session: Session, path: Path, seconds: dict[str, float] | None = None
+) -> None:
     state = session.state
+    timing = {"seconds": seconds} if seconds is not None else {}
     atomic_write_json(
         path,
         {
@@ -142,6 +148,7 @@ def _write_train_config(session: Session, path: Path) -> None:
             },
             "train_cases": list(session.spec.train_ids),
             "val_cases": list(session.spec.val_ids),
+            **timing,
         },
     )
 
@@ -188,7 +195,8 @@ def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improve
     if improved:
         save_checkpoint(paths.checkpoint("best"), payload)
     append_record(paths.log, record)
-    _plot(session, paths)
+    if time.perf_counter() - session.plotted[0] >= PLOT_EVERY_SECONDS:
+        _plot(session, paths)
     if session.writer is not None:
         session.writer.add_record(record)
     session.save_seconds = time.perf_counter() - start
@@ -216,6 +224,7 @@ def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improve
 
 def _plot(session: Session, paths: FoldPaths) -> None:
     """progress.png, titled with the dataset, configuration and fold, labels by name."""
+    session.plotted = (time.perf_counter(), len(session.state.history))
     plans, spec = session.spec.plans, session.spec
     plot_progress(
         session.state.history,
@@ -239,6 +248,8 @@ def _train(session: Session, paths: FoldPaths, on_epoch: EpochCallback | None = 
         session.close()
     if not main:
         return
+    if session.plotted[1] != len(session.state.history):
+        _plot(session, paths)  # the curves of every epoch, whatever the throttle skipped
     payload = session.checkpoint_payload()
     if not paths.checkpoint("best").is_file():  # the pseudo-Dice was never defined: best = final
         save_checkpoint(paths.checkpoint("best"), payload)
@@ -366,8 +377,15 @@ def train_fold(
             session.state.total_epochs,
         )
     _train(session, paths, on_epoch)
+    trained = session.elapsed()
     validate = partial(_validate, spec, config, dataset, session.module, session.amp)
     summary = _on_rank0(dist, validate if validates else lambda: None)
+    if dist.is_main:  # how the fold's time went (over every resumed run), for the budget
+        total = session.elapsed()
+        seconds = {"training": trained, "validation": total - trained, "total": total}
+        _write_train_config(
+            session, paths.train_config, {k: round(v, 2) for k, v in seconds.items()}
+        )
     return FoldResult(
         spec.config_name, spec.fold, spec.fold_dir, "trained", session.state.epoch, summary
     )

@@ -60,8 +60,12 @@ class BudgetTracker:
             of that case; ``case_voxels`` the same for every validation case.
         probe_iteration_seconds: The median iteration time when the probe ran.
         iteration_seconds: Median iteration time of each epoch of this run.
-        closing_seconds: Validation batches + checkpoint of the last epoch.
+        closings: Validation batches + checkpoint of each epoch of this run; ``saves``, the
+            checkpoints (and curves) alone.
+        closing_seconds: What the next epoch's end is expected to take (the median of the
+            last three, with :data:`~autoseg.trainers.time_budget.RESERVE_MARGIN`).
         reserve_seconds: The current estimate of the final validation + last checkpoint.
+        progress: The schedule's progress at the last iteration (it never goes back).
     """
 
     probe: ValidationProbe | None = None
@@ -70,13 +74,22 @@ class BudgetTracker:
     case_voxels: dict[str, int] = field(default_factory=dict)
     probe_iteration_seconds: float = math.nan
     iteration_seconds: list[float] = field(default_factory=list)
+    closings: list[float] = field(default_factory=list)
+    saves: list[float] = field(default_factory=list)
     closing_seconds: float = 0.0
     reserve_seconds: float = 0.0
+    progress: float = 0.0
 
     def recent_iteration_seconds(self) -> float:
         """Median of the last three epochs' median iteration times (NaN before any)."""
         recent = self.iteration_seconds[-3:]
         return statistics.median(recent) if recent else math.nan
+
+    def recent_save_seconds(self) -> float:
+        """Median of the last three checkpoints' seconds (0 before any): one slow write on
+        a busy moment does not move the end of training."""
+        recent = self.saves[-3:]
+        return statistics.median(recent) if recent else 0.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,8 @@ class Session:
     clock: tuple[float, float] = (0.0, 0.0)
     save_seconds: float = 0.0
     budget: BudgetTracker = field(default_factory=BudgetTracker)
+    plotted: tuple[float, int] = (-math.inf, 0)
+    """When progress.png was last drawn (``time.perf_counter()``) and with how many epochs."""
 
     def elapsed(self) -> float:
         """Training time of the fold so far (seconds), over every resumed run."""

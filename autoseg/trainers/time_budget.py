@@ -11,7 +11,8 @@ Where a fold's length comes from (:func:`initial_state`):
 With a budget, time drives everything:
 
 1. **The schedule follows elapsed time.** The schedule's progress (:func:`schedule_progress`)
-   is the share of the training time used, ``elapsed / (budget - reserve)``, set before every
+   is the share of the training time used, ``elapsed / (budget - reserve - epoch end)``
+   (the end of the last epoch: its validation batches and checkpoint), set before every
    iteration, so the learning rate decays fully by the end whatever the machine's speed does
    in between: time lost to a busy machine costs iterations, not the schedule.
 2. **Training stops when time is up** (:func:`out_of_time`): before each iteration, when one
@@ -156,14 +157,18 @@ def shorten_epochs(session: Session, durations: Sequence[float]) -> bool:
 
 def schedule_progress(session: Session, iteration: int) -> float:
     """How far through its schedule the fold is before ``iteration`` of the current epoch:
-    the epochs done (with a budget, also the training time used), in [0, 1]."""
+    the epochs done (with a budget, also the training time used, never less than before in
+    this run), in [0, 1]."""
     state = session.state
     epochs = (state.epoch + iteration / max(state.iters_per_epoch, 1)) / max(state.total_epochs, 1)
     if state.budget_seconds is None:
         return min(1.0, epochs)
-    training = state.budget_seconds - session.budget.reserve_seconds
+    budget = session.budget
+    training = state.budget_seconds - budget.reserve_seconds - budget.closing_seconds
     spent = session.elapsed() / training if training > 0 else 1.0
-    return min(1.0, max(spent, epochs))
+    # never backwards, when a quieter machine shrinks the estimates
+    budget.progress = min(1.0, max(spent, epochs, budget.progress))
+    return budget.progress
 
 
 def out_of_time(session: Session, iteration_seconds: float) -> bool:
@@ -191,7 +196,9 @@ def after_epoch(
     if state.budget_seconds is None:
         return False
     budget.iteration_seconds.append(iteration_seconds)
-    budget.closing_seconds = (validation_seconds + session.save_seconds) * RESERVE_MARGIN
+    budget.saves.append(session.save_seconds)
+    budget.closings.append(validation_seconds + session.save_seconds)
+    budget.closing_seconds = statistics.median(budget.closings[-3:]) * RESERVE_MARGIN
     if budget.probe is not None and budget.probe_case_seconds is None:
         _probe_validation(session)
     budget.reserve_seconds = _reserve(session, seconds_per_voxel)
@@ -218,6 +225,14 @@ def after_epoch(
             max(total, state.epoch),
         )
     state.total_epochs, state.epochs_decided = max(total, state.epoch, 1), True
+    _log.debug(
+        "time budget: %.1f s used, reserve %.1f s, epoch end %.1f s, %.2f s per iteration%s",
+        session.elapsed(),
+        budget.reserve_seconds,
+        budget.closing_seconds,
+        iteration_seconds,
+        ", out of time" if state.out_of_time else "",
+    )
     return changed
 
 
@@ -284,4 +299,4 @@ def _reserve(session: Session, seconds_per_voxel: float) -> float:
         voxels = _case_voxels(session).values()
         forward = sum(voxels) * seconds_per_voxel * passes
         validation = forward + _ROUGH_EXPORT_SECONDS * len(voxels)
-    return (validation + session.save_seconds) * RESERVE_MARGIN
+    return (validation + budget.recent_save_seconds()) * RESERVE_MARGIN

@@ -144,7 +144,7 @@ def test_progress_follows_the_epochs_without_a_budget(tmp_path) -> None:  # type
 
 def test_progress_follows_the_training_time_with_a_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
     session = _budget_session(tmp_path, 100.0)
-    session.budget.reserve_seconds = 20.0
+    session.budget.reserve_seconds, session.budget.closing_seconds = 15.0, 5.0
     session.clock.now = 40.0
     assert schedule_progress(session, 7) == pytest.approx(0.5)  # 40 of the 80 s of training
     session.clock.now = 95.0
