@@ -92,7 +92,7 @@ def demo(ctx: Context, box: Box, data: dict[str, Any], save: Callable[[], None])
 def _prepare_ddp_workspace(ctx: Context) -> Path:
     """A small phantom (8 cases, ~32x40x40), planned and preprocessed for this GPU."""
     from autoseg.data.synthetic import PhantomSpec, generate_phantom_dataset
-    from autoseg.planner.run import run_plan
+    from autoseg.planner.workflow import run_plan
     from autoseg.workspace import Workspace
 
     dataset, work = ctx.scratch / "ddp_data", ctx.scratch / "ddp_work"

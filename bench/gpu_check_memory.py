@@ -41,9 +41,9 @@ def step_session(plans: Any, name: str, ctx: Context) -> Any:
     import torch
 
     from autoseg.networks import build_network
+    from autoseg.precision import use_autocast, uses_grad_scaler
     from autoseg.seeding import seed_everything
     from autoseg.trainers.config import TrainConfig
-    from autoseg.trainers.device import use_amp
     from autoseg.trainers.optim import make_optimizer, make_schedule
     from autoseg.trainers.registry import strategy_for
     from autoseg.trainers.session import FoldSpec, Session
@@ -54,7 +54,7 @@ def step_session(plans: Any, name: str, ctx: Context) -> Any:
     config = TrainConfig(epochs=1, device=device())
     strategy = strategy_for(plan.network.kind)
     where = torch.device(device())
-    amp = use_amp(config.amp, where, plan.precision)
+    amp = use_autocast(config.amp, where.type, plan.precision)
     seed_everything(0)
     module = build_network(plan.network).to(where).train()
     lr, momentum = strategy.defaults.lr, strategy.defaults.momentum
@@ -75,8 +75,8 @@ def step_session(plans: Any, name: str, ctx: Context) -> Any:
         module=module,
         network=module,
         optimizer=optimizer,
-        schedule=make_schedule("constant", optimizer, initial_lr=lr, total_epochs=1),
-        scaler=torch.amp.GradScaler(where.type, enabled=amp),
+        schedule=make_schedule("constant", optimizer, initial_lr=lr),
+        scaler=torch.amp.GradScaler(where.type, enabled=uses_grad_scaler(amp, where.type)),
         loss=strategy.make_loss(plan, strategy.defaults.loss),
         state=TrainingState(1, "--epochs"),
     )
@@ -97,8 +97,8 @@ def measure_steps(plans: Any, name: str, ctx: Context, steps: int) -> dict[str, 
     """Run ``steps`` training steps; return the peaks (bytes) and seconds per step."""
     import torch
 
+    from autoseg.diagnostics.memory_measure import make_training_batch
     from autoseg.networks import UNetConfig
-    from autoseg.planner.memory_measure import make_training_batch
     from autoseg.trainers.steps import train_step
 
     plan = plans.configuration(name)

@@ -89,8 +89,15 @@ def _fits(plan: Any, hardware: Any, heuristics: Any, batch: int) -> bool:
     net, patch = plan.network, plan.patch_size
     if estimate_training_memory(net, patch, batch, plan.precision) > limit:
         return False
-    budget = hardware.compute_budget_gflops
+    budget = _budget(plan, hardware, heuristics)
     return budget is None or estimate_training_gflops(net, patch, batch) <= budget
+
+
+def _budget(plan: Any, hardware: Any, heuristics: Any) -> float | None:
+    """The plan's compute budget per iteration (GFLOP; None on a GPU)."""
+    from autoseg.planner.planner import compute_budget_gflops
+
+    return compute_budget_gflops(plan.network.kind, plan.precision, hardware, heuristics)
 
 
 def _unet_patch_limit(plan: Any, hardware: Any, h: Any, median: tuple[int, int, int]) -> str:
@@ -107,7 +114,7 @@ def _unet_patch_limit(plan: Any, hardware: Any, h: Any, median: tuple[int, int, 
         on_cpu=hardware.device == "cpu",
     )
     if tuple(plan.patch_size) != tuple(padded):
-        return "memory" if hardware.compute_budget_gflops is None else "memory/compute"
+        return "memory" if _budget(plan, hardware, h) is None else "memory/compute"
     if any(a == m for a, m in zip(first, median)):
         return f"median image shape {list(median)}"
     return "unet_initial_patch_voxels"
@@ -118,7 +125,7 @@ def _deepmedic_segment_limit(plan: Any, hardware: Any, h: Any, median: tuple[int
 
     largest = segment_for_edge(h.deepmedic_max_train_output, plan.target_spacing, median)
     if tuple(plan.patch_size) != tuple(largest):
-        return "memory" if hardware.compute_budget_gflops is None else "memory/compute"
+        return "memory" if _budget(plan, hardware, h) is None else "memory/compute"
     unclipped = segment_for_edge(h.deepmedic_max_train_output, plan.target_spacing)
     if tuple(unclipped) != tuple(largest):
         return f"median image shape {list(median)}"
@@ -139,13 +146,14 @@ def limits(
     if plan.batch_size >= largest_batch:
         batch = "unet_max_batch_size" if unet else "deepmedic_max_batch_size"
     elif not _fits(plan, hardware, heuristics, plan.batch_size + 1):
-        batch = "memory" if hardware.compute_budget_gflops is None else "memory/compute"
+        batch = "memory" if _budget(plan, hardware, heuristics) is None else "memory/compute"
     else:
         share = heuristics.unet_max_dataset_fraction
         batch = f"unet_max_dataset_fraction (batch x patch <= {share:.0%} of the dataset's voxels)"
         batch = batch if unet else "unknown"
-    if hardware.compute_budget_gflops is not None:  # a CPU plan: compute binds, not memory
-        share = plan.estimated_gflops_per_iteration / hardware.compute_budget_gflops
+    compute = _budget(plan, hardware, heuristics)
+    if compute is not None:  # a CPU plan: compute binds, not memory
+        share = plan.estimated_gflops_per_iteration / compute
         return {
             "patch": patch,
             "batch": batch,
@@ -222,7 +230,7 @@ def plan_dataset_targets(
     from autoseg.planner.hardware import detect_hardware
     from autoseg.planner.heuristics import load_heuristics
     from autoseg.planner.planner import plan_dataset
-    from autoseg.planner.run import prepare_dataset
+    from autoseg.planner.workflow import prepare_dataset
     from autoseg.workspace import Workspace
 
     start = time.monotonic()

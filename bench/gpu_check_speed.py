@@ -55,7 +55,7 @@ def fold_spec(plans: Any, workspace: Any, name: str) -> Any:
 def open_gpu_session(spec: Any, **options: Any) -> Any:
     """A trainer session on CUDA (one epoch; other options as given)."""
     from autoseg.trainers.config import TrainConfig
-    from autoseg.trainers.session import open_session
+    from autoseg.trainers.session_setup import open_session
 
     return open_session(spec, TrainConfig(epochs=1, device=device(), **options))
 

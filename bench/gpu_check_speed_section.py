@@ -40,7 +40,7 @@ Task = Callable[[Box], bool]
 def _plan(ctx: Context, dataset: DatasetInput, entry: dict[str, Any], specs: dict[str, Any]) -> Any:
     """``run_plan`` for the detected GPU (verify/fingerprint reused from planning)."""
     from autoseg.atomic import to_jsonable
-    from autoseg.planner.run import run_plan
+    from autoseg.planner.workflow import run_plan
     from autoseg.workspace import Workspace
 
     start = time.monotonic()
