@@ -14,7 +14,11 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "InputError",
+    "LockError",
     "PlansError",
+    "StorageError",
+    "one_line",
+    "printable",
 ]
 
 
@@ -40,10 +44,20 @@ class AutosegError(Exception):
         return (_rebuild, (type(self), self.message, self.case_id, self.path))
 
     def __str__(self) -> str:
-        where = " ".join(
-            part for part in (self.case_id, str(self.path) if self.path else None) if part
-        )
-        return f"{where}: {self.message}" if where else self.message
+        return one_line(self.case_id, self.path, self.message)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``), so a message stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def one_line(case_id: str | None, path: Path | str | None, message: str) -> str:
+    """``<case> <file>: <message>`` (parts that are None left out), on one line."""
+    where = " ".join(printable(str(part)) for part in (case_id, path) if part)
+    return f"{where}: {printable(message)}" if where else printable(message)
 
 
 def _rebuild(
@@ -70,3 +84,12 @@ class CheckpointError(AutosegError):
 
 class ConfigError(AutosegError):
     """A command-line option or configuration value is invalid."""
+
+
+class StorageError(AutosegError):
+    """A file or folder cannot be written: a read-only or full disk, missing permissions, or
+    a file where a folder should be (and the other way round)."""
+
+
+class LockError(AutosegError):
+    """Another process holds the lock of what this one wants to change (a fold folder)."""

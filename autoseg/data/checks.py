@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from autoseg.data.geometry import Geometry
-from autoseg.errors import AutosegError, DatasetError
+from autoseg.errors import AutosegError, DatasetError, one_line
+from autoseg.names import case_id_problem
 
 __all__ = [
     "Problem",
@@ -59,8 +60,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = " ".join(p for p in (self.case_id, str(self.path) if self.path else None) if p)
-        return f"{where}: {self.message}" if where else self.message
+        return one_line(self.case_id, self.path, self.message)
 
     def to_error(self, extra: int = 0) -> DatasetError:
         """The :class:`DatasetError` to raise for this problem (``extra`` more were found)."""
@@ -285,12 +285,18 @@ def _skipping_labels(values: list[int], source: Path) -> Problem:
 def check_case_ids(
     case_ids: Sequence[str], *, source: Path, what: str = "training"
 ) -> list[Problem]:
-    """Problems with case ids: duplicates, and (for training cases) an empty dataset."""
+    """Problems with case ids: ids that cannot name files (:func:`autoseg.names.case_id_problem`:
+    separators, ``..``, control characters, ...), duplicates, and (for training cases) an
+    empty dataset."""
     problems = []
     if not case_ids and what == "training":
         problems.append(Problem(None, source, "empty_dataset", "the dataset has no training cases"))
+    for case_id in case_ids:
+        problem = case_id_problem(case_id)
+        if problem is not None:  # the id is not echoed raw: it may hold control characters
+            problems.append(Problem(None, source, "case_id", problem))
     for case_id, count in Counter(case_ids).items():
-        if count > 1:
+        if count > 1 and case_id_problem(case_id) is None:
             message = f"case id is used by {count} {what} cases; case ids must be unique"
             problems.append(Problem(case_id, source, "duplicate_case", message))
     return problems

@@ -17,21 +17,19 @@ lives in :mod:`autoseg.data.phantom`.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autoseg.atomic import atomic_write_json
+from autoseg.atomic import atomic_write_json, make_folder, temporary_folder
 from autoseg.data.dataset import Dataset
 from autoseg.data.formats.nnunet_raw import load_nnunet_raw
 from autoseg.data.imageio import write_image
 from autoseg.data.phantom import PhantomCase, synthesize_case
 from autoseg.data.phantom_spec import SPACING_MODES, PhantomSpec
 from autoseg.errors import ConfigError
+from autoseg.leftovers import clean_temporaries
 from autoseg.log import get_logger, progress
 
 __all__ = [
@@ -62,17 +60,10 @@ def generate_phantom_dataset(out: Path, spec: PhantomSpec, *, overwrite: bool = 
     """
     out = Path(out)
     _check_destination(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-    try:
+    make_folder(out.parent)
+    clean_temporaries(out.parent)
+    with temporary_folder(out) as tmp:
         _write_dataset(tmp, spec)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     _log.debug("wrote %d phantom cases to %s", spec.num_train_cases + spec.num_test_cases, out)
     return load_nnunet_raw(out)
 

@@ -262,7 +262,7 @@ def _is_done(inputs: PredictionInputs, case_id: str, command: PredictCommand) ->
         return False
     done = inputs.output_path(command.output, case_id).is_file()
     if command.save_probabilities:
-        done = done and (command.output / f"{case_id}.npz").is_file()
+        done = done and inputs.output_path(command.output, case_id, ".npz").is_file()
     return done
 
 
@@ -302,7 +302,9 @@ def _export(
         prediction,
         inputs.output_path(out, case.case_id),
         reference=reference_image_path(case),
-        probabilities_path=out / f"{case.case_id}.npz" if save_probabilities else None,
+        probabilities_path=(
+            inputs.output_path(out, case.case_id, ".npz") if save_probabilities else None
+        ),
     )
 
 

@@ -31,6 +31,7 @@ from autoseg.atomic import atomic_path
 from autoseg.data.geometry import Geometry
 from autoseg.data.imageio import write_image
 from autoseg.ensembling.postprocessing import apply_postprocessing
+from autoseg.names import inside
 from autoseg.preprocessing.crop import uncrop
 from autoseg.preprocessing.resample import (
     resample_probabilities,
@@ -282,7 +283,7 @@ def write_feature_maps(
             anisotropy_threshold=anisotropy_threshold,
         )
         full = uncrop(resampled, properties.crop_box, properties.original.shape, fill=0.0)
-        path = out_dir / f"{case_id}_features_{name}.nii.gz"
+        path = inside(out_dir, case_id, f"_features_{name}.nii.gz")
         _write_nifti_4d(path, full, properties.original)
         written.append(path)
     return written

@@ -39,12 +39,13 @@ from autoseg.data.imageio import SUPPORTED_ENDINGS, file_ending
 from autoseg.errors import AutosegError, ConfigError, DatasetError, InputError
 from autoseg.frozendict import FrozenDict
 from autoseg.log import get_logger
+from autoseg.names import case_id_problem, inside
 
 __all__ = ["PredictionInputs", "read_inputs"]
 
 logger = get_logger(__name__)
-_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-_ROI = re.compile(r"^(?P<case>.+)_roi$")
+_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$", re.DOTALL)
+_ROI = re.compile(r"^(?P<case>.+)_roi$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,10 @@ class PredictionInputs:
         object.__setattr__(self, "endings", FrozenDict(dict(self.endings)))
         object.__setattr__(self, "problems", FrozenDict(dict(self.problems)))
 
-    def output_path(self, out_dir: Path, case_id: str) -> Path:
-        """``out_dir/<case><ending>``, the input's ending."""
-        return Path(out_dir) / f"{case_id}{self.endings[case_id]}"
+    def output_path(self, out_dir: Path, case_id: str, suffix: str | None = None) -> Path:
+        """``out_dir/<case><suffix>`` (default suffix: the input's ending), checked to lie
+        inside ``out_dir``."""
+        return inside(out_dir, case_id, self.endings[case_id] if suffix is None else suffix)
 
 
 def _ending(path: Path) -> str | None:
@@ -115,6 +117,13 @@ def read_inputs(
     if is_csv:
         return _read_csv(paths[0], channel_names, use_roi)
     return _read_files(paths, channel_names, use_roi, roi)
+
+
+def _check_case_id(case_id: str, path: Path, where: str = "") -> None:
+    """Outputs are named after the case: an id that is no plain file name stops the run."""
+    problem = case_id_problem(case_id)
+    if problem is not None:
+        raise InputError(f"{where}{problem}", path=path)
 
 
 def _missing_roi(case_id: str, hint: str) -> InputError:
@@ -188,7 +197,11 @@ def _read_folder(folder: Path, num_channels: int, use_roi: bool) -> PredictionIn
             path=stray,
         )
     if whole:
+        for case_id, path in whole.items():
+            _check_case_id(case_id, path)
         return _read_whole_files(folder, whole, rois, num_channels, use_roi)
+    for case_id, found in channels.items():
+        _check_case_id(case_id, found[min(found)])
     if not channels:
         raise InputError(
             "no input images found; expected files named {case}_{XXXX}.nii.gz "
@@ -265,6 +278,7 @@ def _read_csv(source: Path, channel_names: Sequence[str], use_roi: bool) -> Pred
         if not case_id or case_id in endings:
             what = "an empty" if not case_id else f"a repeated ({case_id!r})"
             raise InputError(f"row {row_number} has {what} 'case' cell", path=source)
+        _check_case_id(case_id, source, f"row {row_number}: ")
         cells = [str(row[c]).strip() for c in columns]
         roi_cell = str(row.get("roi", "")).strip()
         case = Case(
@@ -309,6 +323,7 @@ def _read_files(
     stem = paths[0].name[: -len(ending)]
     match = _CHANNEL.match(stem)
     case_id = match["case"] if match else stem
+    _check_case_id(case_id, paths[0])
     count = len(channel_names)
     one_file = len(paths) == 1 and count > 1
     if len(paths) != count and not one_file:

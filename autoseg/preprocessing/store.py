@@ -28,6 +28,7 @@ from autoseg.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from autoseg.data.geometry import Geometry
 from autoseg.errors import DatasetError
 from autoseg.frozendict import FrozenDict
+from autoseg.names import inside
 from autoseg.typing import Shape3, Spacing3
 
 __all__ = [
@@ -113,14 +114,17 @@ class PreprocessedCase:
     locations: Mapping[int, np.ndarray]
 
 
+_SUFFIXES = {
+    "image": ".npy",
+    "seg": "_seg.npy",
+    "roi": "_roi.npy",
+    "locs": "_locs.npz",
+    "json": ".json",
+}
+
+
 def _paths(folder: Path, case_id: str) -> dict[str, Path]:
-    return {
-        "image": folder / f"{case_id}.npy",
-        "seg": folder / f"{case_id}_seg.npy",
-        "roi": folder / f"{case_id}_roi.npy",
-        "locs": folder / f"{case_id}_locs.npz",
-        "json": folder / f"{case_id}.json",
-    }
+    return {key: inside(folder, case_id, suffix) for key, suffix in _SUFFIXES.items()}
 
 
 def sample_class_locations(

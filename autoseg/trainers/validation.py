@@ -35,6 +35,7 @@ from autoseg.evaluation.summary import summarize
 from autoseg.inference.export import export_prediction
 from autoseg.inference.probabilities import predict_probabilities
 from autoseg.log import get_logger, progress
+from autoseg.names import inside
 from autoseg.planner.plans import Plans
 from autoseg.preprocessing.store import load_preprocessed_case
 
@@ -99,9 +100,9 @@ def validate_case(
     labels = export_prediction(
         probabilities,
         preprocessed.properties,
-        out_dir / f"{case_id}{VALIDATION_ENDING}",
+        inside(out_dir, case_id, VALIDATION_ENDING),
         reference=reference_image_path(case),
-        probabilities_path=out_dir / f"{case_id}.npz",
+        probabilities_path=inside(out_dir, case_id, ".npz"),
         roi=roi,
         anisotropy_threshold=plans.heuristics.anisotropy_threshold,
         regions_class_order=plans.regions_class_order,

@@ -27,11 +27,13 @@ from autoseg.data.imageio import file_ending, read_image
 from autoseg.data.labels import LabelScheme, parse_label_scheme
 from autoseg.errors import DatasetError
 from autoseg.log import get_logger
+from autoseg.names import case_id_problem
 
 _log = get_logger(__name__)
 
 __all__ = [
     "LoadResult",
+    "bad_case_id",
     "dataset_problems",
     "dataset_root",
     "first_ending",
@@ -50,6 +52,15 @@ class LoadResult:
 
     dataset: Dataset | None
     problems: tuple[Problem, ...]
+
+
+def bad_case_id(case_id: str, source: Path, problems: list[Problem], where: str = "") -> bool:
+    """True (and a problem recorded) when ``case_id`` cannot name files; such a case is left
+    out of the dataset, so no later message echoes its raw id."""
+    problem = case_id_problem(case_id)
+    if problem is not None:
+        problems.append(Problem(None, source, "case_id", f"{where}{problem}"))
+    return problem is not None
 
 
 def strict(result: LoadResult) -> Dataset:

@@ -20,6 +20,7 @@ from autoseg.data.checks import Problem
 from autoseg.data.dataset import Case, Dataset
 from autoseg.data.formats._common import (
     LoadResult,
+    bad_case_id,
     dataset_problems,
     first_ending,
     infer_labels,
@@ -131,6 +132,8 @@ def _cases(
         if not case_id:
             message = f"row {row_number} has an empty 'case' cell"
             problems.append(Problem(None, source, "manifest", message))
+            continue
+        if bad_case_id(case_id, source, problems, f"row {row_number}: "):
             continue
         empty = [c for c in channel_columns if not row[c]]
         if empty:

@@ -18,6 +18,7 @@ from autoseg.data.checks import Problem, check_num_training
 from autoseg.data.dataset import Case, Dataset
 from autoseg.data.formats._common import (
     LoadResult,
+    bad_case_id,
     dataset_problems,
     dataset_root,
     missing_keys,
@@ -135,6 +136,8 @@ class _CaseReader:
             return None
         self.ending = self.ending or ending
         case_id = image.name[: -len(ending)]
+        if bad_case_id(case_id, self.source, self.problems):
+            return None
         label = None
         if labelled:
             label_ref = entry.get("label") if isinstance(entry, dict) else None

@@ -31,6 +31,7 @@ from autoseg.data.checks import Problem, check_num_training
 from autoseg.data.dataset import Case, Dataset
 from autoseg.data.formats._common import (
     LoadResult,
+    bad_case_id,
     dataset_problems,
     dataset_root,
     list_files,
@@ -161,7 +162,9 @@ class _Layout:
         self.root = root
         self.ending = ending
         self.num_channels = num_channels
-        self.pattern = re.compile(rf"^(?P<case>.+)_(?P<channel>\d{{4}}){re.escape(ending)}$")
+        self.pattern = re.compile(
+            rf"^(?P<case>.+)_(?P<channel>\d{{4}}){re.escape(ending)}$", re.DOTALL
+        )
 
     def cases(
         self,
@@ -188,7 +191,7 @@ class _Layout:
             cases.append(Case(case_id, channels, label, roi, groups.get(case_id)))
         for orphan in list_files(labels_dir, self.ending):
             case_id = orphan.name[: -len(self.ending)]
-            if case_id not in case_ids:
+            if case_id not in case_ids and not bad_case_id(case_id, orphan, problems):
                 message = f"label map has no images in {images}/"
                 problems.append(Problem(case_id, orphan, "orphan_label", message))
         return cases
@@ -203,6 +206,8 @@ class _Layout:
                     "(XXXX = 4-digit channel index)"
                 )
                 problems.append(Problem(None, path, "file_name", message))
+                continue
+            if bad_case_id(match["case"], path, problems):
                 continue
             channel = int(match["channel"])
             if channel >= self.num_channels:
