@@ -70,6 +70,11 @@ class FoldPaths:
         return self.root / "log.jsonl"
 
     @property
+    def lock(self) -> Path:
+        """``train.lock``: who trains the fold now (see :mod:`autoseg.locking`)."""
+        return self.root / "train.lock"
+
+    @property
     def progress_png(self) -> Path:
         return self.root / "progress.png"
 

@@ -94,6 +94,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue unfinished folds")
     g.add_argument("--overwrite", action="store_true", help="retrain folds from scratch")
     g.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="take over a fold another host's run seems to hold (train.lock); a live run "
+        "on this host is never taken over",
+    )
+    g.add_argument(
         "--pretrained", type=Path, metavar="CKPT", help="initialise the weights (fresh optimiser)"
     )
     g.add_argument(
@@ -190,4 +196,5 @@ def request_from_args(args: argparse.Namespace, folds: list[int | str]) -> Train
         resume=args.resume,
         overwrite=args.overwrite,
         pretrained=args.pretrained,
+        break_lock=args.break_lock,
     )

@@ -219,6 +219,7 @@ class TrainingRequest:
         resume: Continue unfinished folds from their latest checkpoint.
         overwrite: Retrain folds from scratch (deleting their folders).
         pretrained: Initialise the weights from this checkpoint (one configuration only).
+        break_lock: Take over fold locks held by another host (``--break-lock``).
     """
 
     configs: tuple[str, ...]
@@ -227,3 +228,4 @@ class TrainingRequest:
     resume: bool = False
     overwrite: bool = False
     pretrained: Path | None = None
+    break_lock: bool = False

@@ -161,6 +161,7 @@ def _train_all(
                     pretrained=request.pretrained,
                     on_epoch=on_epoch,
                     dist=dist,
+                    break_lock=request.break_lock,
                 )
             )
     return results

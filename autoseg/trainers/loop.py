@@ -42,6 +42,8 @@ from autoseg.inference.checkpoint import (
     load_model,
     save_checkpoint,
 )
+from autoseg.leftovers import clean_temporaries
+from autoseg.locking import FileLock
 from autoseg.log import get_logger
 from autoseg.precision import use_autocast
 from autoseg.trainers.config import TrainConfig
@@ -106,8 +108,14 @@ def prepare_fold_dir(
     """
     folder, paths = spec.fold_dir, spec.paths
     if overwrite and folder.exists():
-        _log.info("--overwrite: removing %s", folder)
-        shutil.rmtree(folder)
+        _log.info("--overwrite: removing the contents of %s", folder)
+        for entry in folder.iterdir():
+            if entry == paths.lock:
+                continue  # this run's lock stays
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     final = paths.checkpoint("final")
     if final.is_file():
         summary = paths.validation / "summary.json"
@@ -319,8 +327,14 @@ def train_fold(
     pretrained: Path | None = None,
     on_epoch: EpochCallback | None = None,
     dist: DistContext | None = None,
+    break_lock: bool = False,
 ) -> FoldResult:
     """Train one configuration on one fold, then validate it (see the module docstring).
+
+    The fold folder is locked for the whole run (``train.lock``, see
+    :mod:`autoseg.locking`; under torchrun by rank 0): a second trainer of the same fold
+    stops with a :class:`~autoseg.errors.LockError` naming the first. Temporary files that
+    killed runs left in the folder are removed.
 
     Args:
         spec: The plan, configuration, fold and its cases, and the workspace.
@@ -334,14 +348,42 @@ def train_fold(
             every rank, with the same state.
         dist: This process's rank under torchrun (default: one process); the summary is
             None on ranks other than 0.
+        break_lock: Take over the fold's lock when another host holds it.
 
     Raises:
+        LockError: another process trains this fold.
         ConfigError: an unfinished fold without --resume/--overwrite, bad options.
         CheckpointError: a corrupted or mismatching checkpoint.
         DistributedError: another rank failed or timed out.
     """
     started = time.perf_counter()
     dist = dist if dist is not None else DistContext()
+    if not dist.is_main:
+        return _train_fold(
+            spec, config, dataset, resume, overwrite, pretrained, on_epoch, dist, started
+        )
+    what = f"{spec.fold_dir.parent.name}/{spec.fold_dir.name}"
+    with FileLock(spec.paths.lock, what=what, break_lock=break_lock):
+        for folder in (spec.fold_dir, spec.paths.validation):
+            clean_temporaries(folder)
+        return _train_fold(
+            spec, config, dataset, resume, overwrite, pretrained, on_epoch, dist, started
+        )
+
+
+def _train_fold(
+    spec: FoldSpec,
+    config: TrainConfig,
+    dataset: Dataset,
+    resume: bool,
+    overwrite: bool,
+    pretrained: Path | None,
+    on_epoch: EpochCallback | None,
+    dist: DistContext,
+    started: float,
+) -> FoldResult:
+    """The body of :func:`train_fold` (under the fold's lock on rank 0); ``started``: the
+    fold's clock (``time.perf_counter()`` when :func:`train_fold` was called)."""
     with dist.main_first("preparing the fold folder"):
         action, checkpoint = prepare_fold_dir(
             spec, config, resume=resume, overwrite=overwrite and dist.is_main
