@@ -10,11 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["content_digest", "files_digest", "is_current", "read_json", "text_digest"]
+__all__ = [
+    "SAMPLE_BYTES",
+    "content_digest",
+    "file_record",
+    "files_digest",
+    "is_current",
+    "read_json",
+    "record_mismatch",
+    "sampled_digest",
+    "text_digest",
+]
+
+SAMPLE_BYTES = 1 << 20
+""":func:`sampled_digest` hashes files up to 4x this size whole, larger ones at both ends."""
 
 
 def text_digest(text: str) -> str:
@@ -25,6 +39,53 @@ def text_digest(text: str) -> str:
 def content_digest(path: Path | str) -> str:
     """SHA-256 of a (small) file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def sampled_digest(path: Path | str) -> str:
+    """SHA-256 of a file: of every byte up to ``4 * SAMPLE_BYTES``, else of its size, its first
+    and its last ``SAMPLE_BYTES`` (truncation, a damaged header or a zeroed tail all show;
+    reading a few MiB per file keeps the check cheap for datasets of hundreds of GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size <= 4 * SAMPLE_BYTES:
+            digest.update(handle.read())
+        else:
+            digest.update(f"{size}|".encode())
+            digest.update(handle.read(SAMPLE_BYTES))
+            handle.seek(size - SAMPLE_BYTES)
+            digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def file_record(path: Path | str) -> dict[str, Any]:
+    """``{"size": bytes, "sha256": sampled_digest}`` of a file just written."""
+    return {"size": Path(path).stat().st_size, "sha256": sampled_digest(path)}
+
+
+def record_mismatch(path: Path | str, record: Any, *, deep: bool = True) -> str | None:
+    """What differs between a file and its :func:`file_record` (None when it matches).
+
+    With ``deep`` False only the size is compared (one ``stat``).
+    """
+    path = Path(path)
+    if not isinstance(record, Mapping) or "size" not in record or "sha256" not in record:
+        return "no size/digest was recorded for it"
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "file is missing"
+    except OSError as err:
+        return f"cannot read it ({err.strerror})"
+    if size != record["size"]:
+        return f"size is {size} bytes, {record['size']} were written"
+    if deep:
+        try:
+            if sampled_digest(path) != record["sha256"]:
+                return "content differs from what was written (SHA-256)"
+        except OSError as err:
+            return f"cannot read it ({err.strerror})"
+    return None
 
 
 def files_digest(paths: Iterable[Path | str]) -> str:

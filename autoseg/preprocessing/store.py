@@ -7,27 +7,33 @@ Per case, in ``preprocessed/<data_id>/``::
     <case>_roi.npy     uint8 Z×Y×X ROI mask (only when the plan uses ROI masks)
     <case>_locs.npz    sampled voxel coordinates (int32 N×3, Z/Y/X) per label value,
                        keys "0", "1", ...; "0" holds background inside the ROI / body
-    <case>.json        CaseProperties, written last: its presence with matching inputs
-                       marks the case complete
+    <case>.json        CaseProperties and, under "files", the size and SHA-256 of each
+                       array file (:func:`autoseg.artefacts.file_record`), written last:
+                       its presence with matching inputs and matching files marks the
+                       case complete
 
-Every file is written atomically, and nothing is pickled.
+Every file is written atomically, and nothing is pickled. A re-run of ``autoseg plan``
+checks each case's files against their records and redoes damaged ones; training checks
+them before it touches a fold (:func:`check_preprocessed`), and loading compares sizes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from autoseg.artefacts import read_json
+from autoseg.artefacts import file_record, read_json, record_mismatch
 from autoseg.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from autoseg.data.geometry import Geometry
 from autoseg.errors import DatasetError
 from autoseg.frozendict import FrozenDict
+from autoseg.log import get_logger
 from autoseg.names import inside
 from autoseg.typing import Shape3, Spacing3
 
@@ -35,6 +41,8 @@ __all__ = [
     "CASE_SCHEMA_VERSION",
     "CaseProperties",
     "PreprocessedCase",
+    "case_damage",
+    "check_preprocessed",
     "is_case_complete",
     "load_preprocessed_case",
     "sample_class_locations",
@@ -45,6 +53,7 @@ CASE_SCHEMA_VERSION = 1
 LOCATIONS_PER_CLASS = 10_000
 """Voxel locations kept per class (at least ``MIN_LOCATION_FRACTION`` of its voxels)."""
 MIN_LOCATION_FRACTION = 0.01
+_log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,27 +184,73 @@ def _sample_background(
 
 
 def save_preprocessed_case(folder: Path, case: PreprocessedCase) -> None:
-    """Write every file of a case atomically, the properties JSON last."""
+    """Write every file of a case atomically, the properties JSON (with the files' sizes and
+    digests) last."""
     paths = _paths(folder, case.properties.case_id)
     atomic_save_npy(paths["image"], case.image.astype(np.float32, copy=False))
+    written = ["image", "locs"]
     if case.seg is not None:
         dtype = np.uint8 if int(case.seg.max(initial=0)) < 256 else np.int16
         atomic_save_npy(paths["seg"], case.seg.astype(dtype, copy=False))
+        written.append("seg")
     if case.roi is not None:
         atomic_save_npy(paths["roi"], case.roi.astype(np.uint8, copy=False))
+        written.append("roi")
     with atomic_path(paths["locs"]) as tmp, open(tmp, "wb") as handle:
         arrays: dict[str, Any] = {str(k): v for k, v in case.locations.items()}
         np.savez(handle, **arrays)
-    atomic_write_json(paths["json"], case.properties.to_dict())
+    files = {paths[key].name: file_record(paths[key]) for key in sorted(written)}
+    atomic_write_json(paths["json"], {**case.properties.to_dict(), "files": files})
+
+
+def case_damage(folder: Path, case_id: str, *, deep: bool = True) -> str | None:
+    """What is wrong with a preprocessed case's files, or None when they are as written.
+
+    Every file recorded in ``<case>.json`` must have its size and (with ``deep``) its digest;
+    a case written by an autoseg that recorded none counts as damaged (plan redoes it).
+    """
+    paths = _paths(folder, case_id)
+    data = read_json(paths["json"])
+    if not isinstance(data, dict):
+        return f"{paths['json'].name} is missing or unreadable"
+    files = data.get("files")
+    if not isinstance(files, dict) or paths["image"].name not in files:
+        return f"{paths['json'].name} records no file sizes (written by an older autoseg)"
+    for name, record in sorted(files.items()):
+        mismatch = record_mismatch(inside(folder, name), record, deep=deep)
+        if mismatch is not None:
+            return f"{name}: {mismatch}"
+    return None
 
 
 def is_case_complete(folder: Path, case_id: str, inputs: Mapping[str, str]) -> bool:
-    """True when the case's properties exist with these inputs and its arrays are present."""
-    paths = _paths(folder, case_id)
-    data = read_json(paths["json"])
+    """True when the case's properties exist with these inputs and its files are as written
+    (a damaged case is logged and counts as incomplete, so plan redoes it)."""
+    data = read_json(_paths(folder, case_id)["json"])
     if not isinstance(data, dict) or data.get("inputs") != dict(inputs):
         return False
-    return paths["image"].is_file() and paths["locs"].is_file()
+    damage = case_damage(folder, case_id)
+    if damage is not None:
+        _log.warning("preprocessed case %s is damaged (%s); redoing it", case_id, damage)
+    return damage is None
+
+
+def check_preprocessed(folder: Path, case_ids: Sequence[str]) -> None:
+    """Check that every case of ``case_ids`` is preprocessed in ``folder`` and undamaged.
+
+    Raises:
+        DatasetError: naming the first missing or damaged case (and how many there are).
+    """
+    damaged = [(c, d) for c in case_ids if (d := case_damage(folder, c)) is not None]
+    if damaged:
+        case_id, damage = damaged[0]
+        more = f" ({len(damaged)} damaged or missing cases)" if len(damaged) > 1 else ""
+        raise DatasetError(
+            f"preprocessed case is damaged or missing ({damage}){more}; run 'autoseg plan' "
+            "again, which redoes it",
+            case_id=case_id,
+            path=folder,
+        )
 
 
 def load_preprocessed_case(folder: Path, case_id: str, *, mmap: bool = True) -> PreprocessedCase:
@@ -212,6 +267,13 @@ def load_preprocessed_case(folder: Path, case_id: str, *, mmap: bool = True) -> 
             case_id=case_id,
             path=paths["json"],
         )
+    damage = case_damage(folder, case_id, deep=False)
+    if damage is not None:
+        raise DatasetError(
+            f"preprocessed case is damaged ({damage}); run 'autoseg plan' again, which redoes it",
+            case_id=case_id,
+            path=folder,
+        )
     mode: Literal["r"] | None = "r" if mmap else None
     try:
         image = np.load(paths["image"], mmap_mode=mode, allow_pickle=False)
@@ -227,9 +289,9 @@ def load_preprocessed_case(folder: Path, case_id: str, *, mmap: bool = True) -> 
         )
         with np.load(paths["locs"], allow_pickle=False) as archive:
             locations = {int(k): archive[k] for k in archive.files}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise DatasetError(
-            f"preprocessed case unreadable ({err}); re-run 'autoseg plan'",
+            f"preprocessed case unreadable ({err}); run 'autoseg plan' again",
             case_id=case_id,
             path=folder,
         ) from None

@@ -22,6 +22,7 @@ from autoseg.data.formats import load_dataset
 from autoseg.errors import ConfigError, PlansError
 from autoseg.log import get_logger
 from autoseg.planner.plans import Plans, load_plans
+from autoseg.preprocessing.store import check_preprocessed
 from autoseg.strict import choice_error
 from autoseg.trainers.config import TrainingRequest
 from autoseg.trainers.distributed import DistContext, distributed
@@ -133,6 +134,10 @@ def _train_all(
     dataset = load_source_dataset(workspace)
     case_ids = sorted(c.case_id for c in dataset.cases)
     results = []
+    for name in names:  # every input checked before any fold folder is touched
+        check_preprocessed(
+            workspace.preprocessed_dir(plans.configuration(name).data_identifier), case_ids
+        )
     for name in names:
         data_dir = workspace.preprocessed_dir(plans.configuration(name).data_identifier)
         numbered = not request.folds or any(f != "all" for f in request.folds)
