@@ -27,8 +27,9 @@ def add_verify(p: argparse.ArgumentParser) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Every problem is one line on stderr (``autoseg: error: <case> <file>: <what is
-    wrong>``) and the summary goes to stdout; with ``--json`` the JSON report goes to stdout.
-    Exit status 0 when nothing is wrong, 2 otherwise."""
+    wrong>``), then every warning (``autoseg: warning: ...``), and the summary goes to stdout;
+    with ``--json`` the JSON report goes to stdout. Exit status 0 when nothing is wrong
+    (warnings included), 2 otherwise."""
     from autoseg.data.verify import format_report, verify_dataset
 
     report = verify_dataset(args.dataset, num_workers=args.num_workers)
@@ -37,6 +38,8 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         for problem in report.problems:
             print(f"autoseg: error: {problem}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"autoseg: warning: {warning}", file=sys.stderr)
         print(format_report(report))
     return 0 if report.ok else 2
 

@@ -16,10 +16,13 @@ import numpy as np
 from autoseg.data.checks import (
     Problem,
     check_finite,
+    check_float32_range,
+    check_geometry,
     check_label_values,
     check_roi_values,
     check_same_grid,
     check_volume_dims,
+    check_voxel_type,
     missing_file_problem,
 )
 from autoseg.data.dataset import Case, Dataset
@@ -76,10 +79,12 @@ class CaseExpectations:
 
 @dataclass(frozen=True)
 class CaseInspection:
-    """Result of :func:`inspect_case`: the arrays when every check passed, and the problems."""
+    """Result of :func:`inspect_case`: the arrays when every check passed, the problems, and
+    warnings (no reason to stop: a constant image)."""
 
     arrays: CaseArrays | None
     problems: tuple[Problem, ...]
+    warnings: tuple[Problem, ...] = ()
 
 
 def reference_image_path(case: Case) -> Path:
@@ -130,7 +135,8 @@ def inspect_case(
         for path, array, geometry in volumes:
             if path != ref[0]:
                 problems += _grid(geometry, ref, case.case_id, path)
-            problems += check_finite(array, case_id=case.case_id, path=path)
+            finite = check_finite(array, case_id=case.case_id, path=path)
+            problems += finite or check_float32_range(array, case_id=case.case_id, path=path)
     label = roi = None
     if load_label and case.label is not None:
         label = _read_3d(case.case_id, case.label, ref, problems)
@@ -154,19 +160,42 @@ def inspect_case(
         None if roi is None else roi > 0,
         ref[1],
     )
-    return CaseInspection(arrays, ())
+    return CaseInspection(arrays, (), tuple(_constant_warnings(case.case_id, volumes)))
+
+
+def _constant_warnings(
+    case_id: str, volumes: list[tuple[Path, np.ndarray, Geometry]]
+) -> list[Problem]:
+    """A warning per channel file whose voxels all hold one value (nothing to learn from)."""
+    warnings = []
+    for path, array, _ in volumes:
+        for channel in array:
+            low, high = channel.min(), channel.max()
+            if low == high:
+                value = f"{float(low):g}"
+                message = f"image is constant (every voxel is {value}); nothing to learn from"
+                warnings.append(Problem(case_id, path, "constant_image", message, warning=True))
+                break
+    return warnings
 
 
 def _read(case_id: str, path: Path, problems: list[Problem]) -> tuple[np.ndarray, Geometry] | None:
-    """Read ``path``; on failure append a missing-file or unreadable problem and return None."""
+    """Read ``path``; on failure append a missing-file, unreadable or voxel-type problem and
+    return None. An unusable geometry is appended too (the voxels are still checked)."""
     if not path.is_file():
         problems.append(missing_file_problem(case_id, path))
         return None
     try:
-        return read_image(path)
+        array, geometry = read_image(path)
     except DatasetError as err:
         problems.append(Problem(case_id, path, "unreadable", err.message))
         return None
+    bad_type = check_voxel_type(array, case_id=case_id, path=path)
+    if bad_type:
+        problems += bad_type
+        return None
+    problems += check_geometry(geometry, case_id=case_id, path=path)
+    return array, geometry
 
 
 def _read_channels(

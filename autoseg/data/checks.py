@@ -12,10 +12,17 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from autoseg.data.geometry import Geometry
+from autoseg.data.header_checks import (
+    file_problem,
+    float32_problem,
+    geometry_problem,
+    voxel_type_problem,
+)
 from autoseg.errors import AutosegError, DatasetError, one_line
 from autoseg.names import case_id_problem
 
@@ -24,11 +31,15 @@ __all__ = [
     "check_case_ids",
     "check_declared_labels",
     "check_finite",
+    "check_float32_range",
+    "check_geometry",
+    "check_label_usage",
     "check_label_values",
     "check_num_training",
     "check_roi_values",
     "check_same_grid",
     "check_volume_dims",
+    "check_voxel_type",
     "missing_file_problem",
     "unique_values",
 ]
@@ -52,12 +63,14 @@ class Problem:
         path: The offending file (dataset.json, the CSV, or an image).
         check: Short machine-readable name of the check (``"shape_mismatch"``, ...).
         message: What is wrong, stating the rule and the offending value.
+        warning: Worth knowing but no reason to stop (a constant image, an unused label).
     """
 
     case_id: str | None
     path: Path | None
     check: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
         return one_line(self.case_id, self.path, self.message)
@@ -81,12 +94,39 @@ class Problem:
             "path": str(self.path) if self.path else None,
             "check": self.check,
             "message": self.message,
+            "severity": "warning" if self.warning else "error",
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Problem:
+        """Inverse of :meth:`to_dict`."""
+        path = data["path"]
+        return cls(
+            None if data["case_id"] is None else str(data["case_id"]),
+            Path(path) if path else None,
+            str(data["check"]),
+            str(data["message"]),
+            warning=data["severity"] == "warning",
+        )
 
 
 def missing_file_problem(case_id: str | None, path: Path) -> Problem:
-    """The problem reported for a file that a dataset names but that does not exist."""
-    return Problem(case_id, path, "missing_file", "file not found")
+    """The problem reported for a file that a dataset names but that cannot be read as one:
+    missing, a dangling or looping symbolic link, a folder, a device or pipe."""
+    return Problem(case_id, path, "missing_file", file_problem(path) or "file not found")
+
+
+def check_geometry(geometry: Geometry, *, case_id: str, path: Path) -> list[Problem]:
+    """A problem when the geometry read from ``path`` is unusable (see
+    :func:`~autoseg.data.header_checks.geometry_problem`): prediction would copy it."""
+    problem = geometry_problem(geometry)
+    return [] if problem is None else [Problem(case_id, path, "bad_geometry", problem)]
+
+
+def check_voxel_type(array: np.ndarray, *, case_id: str, path: Path) -> list[Problem]:
+    """A problem unless the voxels are real scalars (bool, integer or floating point)."""
+    problem = voxel_type_problem(array.dtype)
+    return [] if problem is None else [Problem(case_id, path, "voxel_type", problem)]
 
 
 def _fmt_values(values: Iterable[float | int]) -> str:
@@ -158,6 +198,8 @@ def check_same_grid(
     Shape must match exactly; spacing within :data:`SPACING_RTOL` (relative), origin within
     :data:`ORIGIN_TOL_MM` and direction within :data:`DIRECTION_TOL`.
     """
+    if geometry_problem(geometry) or geometry_problem(reference):
+        return []  # check_geometry reports it; comparing NaNs says nothing
     problems = []
     if geometry.shape != reference.shape:
         message = (
@@ -193,6 +235,13 @@ def check_finite(array: np.ndarray, *, case_id: str, path: Path) -> list[Problem
     return [Problem(case_id, path, "non_finite", message)]
 
 
+def check_float32_range(array: np.ndarray, *, case_id: str, path: Path) -> list[Problem]:
+    """A problem when finite values of a wider float type overflow float32, the type every
+    image is computed in (1e300 would become inf)."""
+    problem = float32_problem(array)
+    return [] if problem is None else [Problem(case_id, path, "float32_overflow", problem)]
+
+
 def check_label_values(
     label: np.ndarray, declared: Sequence[int], *, case_id: str, path: Path
 ) -> list[Problem]:
@@ -218,6 +267,28 @@ def check_label_values(
         )
         return [Problem(case_id, path, "undeclared_label", message)]
     return []
+
+
+def check_label_usage(
+    labels: Mapping[str, int], found: Sequence[Sequence[int]], *, source: Path
+) -> list[Problem]:
+    """Warnings about the label values found in the label maps (one tuple per case read):
+    every map holds only background, or a declared label occurs in none."""
+    if not found:
+        return []
+    present = {int(v) for values in found for v in values}
+    if present <= {0}:
+        message = f"every label map ({len(found)}) holds only background (0): nothing to learn"
+        return [Problem(None, source, "all_background", message, warning=True)]
+    warnings = []
+    for name, value in sorted(labels.items(), key=lambda item: item[1]):
+        if value != 0 and value not in present:
+            message = (
+                f"label {value} ({name!r}) is declared but occurs in no label map; its scores "
+                "will be undefined"
+            )
+            warnings.append(Problem(None, source, "unused_label", message, warning=True))
+    return warnings
 
 
 def check_roi_values(roi: np.ndarray, *, case_id: str, path: Path) -> list[Problem]:

@@ -66,8 +66,8 @@ class Geometry:
         affine = np.asarray(affine, dtype=np.float64)
         linear = affine[:3, :3]
         spacing_ijk = np.linalg.norm(linear, axis=0)
-        spacing_ijk[spacing_ijk == 0] = 1.0
-        direction = linear / spacing_ijk[None, :]
+        # a zero column keeps spacing 0 (and a zero direction column): checks report it
+        direction = linear / np.where(spacing_ijk == 0, 1.0, spacing_ijk)[None, :]
         return cls(
             shape=tuple(int(v) for v in shape),  # type: ignore[arg-type]
             spacing=tuple(float(v) for v in spacing_ijk[::-1]),  # type: ignore[arg-type]

@@ -2,10 +2,19 @@
 
 Arrays come back in array order ``(Z, Y, X)``, or ``(C, Z, Y, X)`` for 4D files whose
 fourth axis holds channels (see :mod:`autoseg.data.geometry`). Writes are atomic.
+
+A ``.nii.gz`` is decompressed whole before nibabel parses it, so its gzip checksum (CRC-32
+and length) and trailing bytes are checked: nibabel alone reads only as far as the voxels
+go and never notices a damaged member or garbage after it (this is also ~1.4x faster). A
+NIfTI header whose pixdim sets the voxel size (no sform) must hold positive voxel sizes;
+nibabel would silently take their absolute value, or 1 for a zero.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +25,8 @@ import SimpleITK as sitk
 from autoseg.atomic import atomic_path
 from autoseg.data.file_endings import NIFTI_ENDINGS, SITK_ENDINGS, SUPPORTED_ENDINGS, file_ending
 from autoseg.data.geometry import Geometry
-from autoseg.errors import DatasetError
+from autoseg.data.header_checks import file_problem
+from autoseg.errors import DatasetError, StorageError
 
 __all__ = [
     "NIFTI_ENDINGS",
@@ -29,6 +39,11 @@ __all__ = [
 ]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+_GZIP_MAGIC = b"\x1f\x8b"
+_HEADER_BYTES = 348  # a NIfTI-1 header
+# nibabel logs header repairs ("pixdim[1,2,3] should be positive") to stderr; autoseg
+# reports the problem itself, in one line.
+logging.getLogger("nibabel.global").setLevel(logging.ERROR)
 
 
 def _is_nifti(path: Path) -> bool:
@@ -79,7 +94,7 @@ def read_image(path: Path | str) -> tuple[np.ndarray, Geometry]:
     _check_exists(path)
     try:
         if _is_nifti(path):
-            img = _load_nifti(path)
+            img = _read_nifti(path)
             _check_ndim(path, len(img.shape))
             data = np.asanyarray(img.dataobj)
             array = data.transpose(2, 1, 0) if data.ndim == 3 else data.transpose(3, 2, 1, 0)
@@ -126,7 +141,10 @@ def write_image(
         if _is_nifti(path):
             _write_nifti(tmp, array, geometry, reference)
         else:
-            _write_sitk(tmp, array, geometry, reference)
+            try:
+                _write_sitk(tmp, array, geometry, reference)
+            except RuntimeError as err:  # SimpleITK reports a full or read-only disk so
+                raise StorageError(f"cannot write ({_reason(err)})", path=path) from None
 
 
 def _write_nifti(tmp: Path, array: np.ndarray, geometry: Geometry, ref: Path | None) -> None:
@@ -207,9 +225,75 @@ def _load_nifti(path: Path) -> Any:
     return nib.load(str(path))
 
 
+def _read_nifti(path: Path) -> Any:
+    """nibabel image of a NIfTI file, a ``.gz`` decompressed and checked whole first."""
+    if not path.name.lower().endswith(".gz"):
+        with open(path, "rb") as handle:
+            _check_pixdim(path, handle.read(_HEADER_BYTES))
+        return _load_nifti(path)
+    data = _gunzip(path)
+    _check_pixdim(path, data[:_HEADER_BYTES])
+    return nib.Nifti1Image.from_bytes(data)
+
+
+def _gunzip(path: Path) -> bytes:
+    """Every gzip member of ``path`` decompressed, their CRC-32 and lengths checked.
+
+    Raises:
+        DatasetError: for a damaged member, a cut-off file, or trailing garbage.
+    """
+    data = path.read_bytes()
+    if data[:2] != _GZIP_MAGIC:
+        raise DatasetError("cannot read image: not a gzip file, though named .gz", path=path)
+    parts, rest = [], memoryview(data)
+    while rest:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            parts.append(inflater.decompress(rest))
+            parts.append(inflater.flush())
+        except zlib.error as err:
+            message = f"cannot read image: gzip data is damaged ({err}); copy the file again"
+            raise DatasetError(message, path=path) from None
+        if not inflater.eof:
+            raise DatasetError(
+                "cannot read image: gzip file is cut off (it ends before its end-of-stream "
+                "marker); copy it again",
+                path=path,
+            )
+        rest = memoryview(inflater.unused_data.lstrip(b"\x00"))  # zero padding is allowed
+        if rest and rest[:2] != _GZIP_MAGIC:
+            raise DatasetError(
+                f"cannot read image: {len(rest)} byte(s) of garbage after the gzip data; copy "
+                "the file again",
+                path=path,
+            )
+    return b"".join(parts)
+
+
+def _check_pixdim(path: Path, raw: bytes) -> None:
+    """Without an sform, pixdim sets the voxel size: it must be positive and finite (read
+    from the raw header: nibabel's header check already 'fixes' it)."""
+    try:
+        header = nib.Nifti1Header.from_fileobj(io.BytesIO(raw), check=False)
+    except Exception:
+        return  # not a NIfTI-1 header: nibabel's reading reports it
+    if int(header["sform_code"]) != 0:
+        return
+    pixdim = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+    if np.isfinite(pixdim).all() and (pixdim > 0).all():
+        return
+    shown = ", ".join(f"{v:g}" for v in pixdim)
+    raise DatasetError(
+        f"header pixdim (voxel size, i j k) ({shown}) must be positive: the geometry cannot be "
+        "trusted (nibabel would take absolute values, or 1 for a zero); fix the header",
+        path=path,
+    )
+
+
 def _check_exists(path: Path) -> None:
-    if not path.is_file():
-        raise DatasetError("file not found", path=path)
+    problem = file_problem(path)
+    if problem is not None:
+        raise DatasetError(problem, path=path)
 
 
 def _check_ndim(path: Path, ndim: int) -> None:

@@ -12,6 +12,7 @@ It never stops at the first problem. With a cache (``autoseg plan``'s ``verify.j
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 
 from autoseg.atomic import to_jsonable
 from autoseg.data.case_io import CaseExpectations, inspect_case
-from autoseg.data.checks import Problem, unique_values
+from autoseg.data.checks import Problem, check_label_usage, unique_values
 from autoseg.data.dataset import Case, Dataset
 from autoseg.data.formats import read_dataset
 from autoseg.data.verify_cache import (
@@ -122,12 +123,14 @@ class VerifyReport:
         problems: Every problem, dataset-level first, then per case, without duplicates.
         dataset: The loaded dataset (None when it could not be loaded at all).
         summary: A summary of the cases that read cleanly (None when unloadable).
+        warnings: Worth knowing, no reason to stop (constant images, unused labels).
     """
 
     path: Path
     problems: tuple[Problem, ...]
     dataset: Dataset | None = None
     summary: DatasetSummary | None = field(default=None)
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -142,6 +145,7 @@ class VerifyReport:
             "format": self.dataset.format if self.dataset else None,
             "num_problems": len(self.problems),
             "problems": [p.to_dict() for p in self.problems],
+            "warnings": [p.to_dict() for p in self.warnings],
             "summary": to_jsonable(self.summary) if self.summary else None,
         }
 
@@ -160,7 +164,7 @@ def verify_dataset(path: Path, *, num_workers: int = 1, cache: Path | None = Non
     """
     result = read_dataset(Path(path))
     problems = list(result.problems)
-    dataset, summary = result.dataset, None
+    dataset, summary, warnings = result.dataset, None, []
     if dataset is not None:
         cases = dataset.cases + dataset.test_cases
         if cache is None:
@@ -168,8 +172,21 @@ def verify_dataset(path: Path, *, num_workers: int = 1, cache: Path | None = Non
         else:
             records = _inspect_with_cache(cases, dataset, num_workers, cache, not problems)
         problems += [p for record in records for p in record.problems]
+        warnings = [p for record in records for p in record.warnings]
+        warnings += _label_warnings(dataset, records)
         summary = _summarise(dataset, records)
-    return VerifyReport(Path(path), tuple(dict.fromkeys(problems)), dataset, summary)
+    report = VerifyReport(Path(path), tuple(dict.fromkeys(problems)), dataset, summary)
+    return dataclasses.replace(report, warnings=tuple(dict.fromkeys(warnings)))
+
+
+def _label_warnings(dataset: Dataset, records: Sequence[CaseRecord]) -> list[Problem]:
+    """Label usage over the training cases, once every one of them read cleanly."""
+    training = {c.case_id for c in dataset.cases}
+    read = [r for r in records if r.case_id in training and r.shape is not None]
+    if len(read) != len(training):
+        return []
+    found = [r.label_values for r in read]
+    return check_label_usage(dataset.labels, found, source=dataset.source or dataset.root)
 
 
 def _inspect_with_cache(
@@ -215,7 +232,8 @@ def _inspect_one(item: tuple[Case, CaseExpectations]) -> CaseRecord:
     if arrays is None:
         return CaseRecord(case.case_id, inspection.problems)
     values = () if arrays.label is None else tuple(int(v) for v in unique_values(arrays.label))
-    return CaseRecord(case.case_id, (), arrays.geometry.shape, arrays.geometry.spacing, values)
+    geometry, warnings = arrays.geometry, inspection.warnings
+    return CaseRecord(case.case_id, (), geometry.shape, geometry.spacing, values, warnings)
 
 
 def _summarise(dataset: Dataset, records: Sequence[CaseRecord]) -> DatasetSummary:
@@ -251,8 +269,9 @@ def _summarise(dataset: Dataset, records: Sequence[CaseRecord]) -> DatasetSummar
 def format_report(report: VerifyReport) -> str:
     """The human-readable summary printed on success (or after the problem lines)."""
     if report.ok and report.summary is not None:
+        warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
         head = (
-            f"{report.path}: no problems found ({report.summary.format} dataset "
+            f"{report.path}: no problems found{warned} ({report.summary.format} dataset "
             f"{report.summary.name!r})"
         )
         return "\n".join([head, *("  " + line for line in report.summary.lines())])

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.atomic import atomic_write_json
-from autoseg.data import case_io, checks
+from autoseg.data import case_io, checks, geometry, header_checks, imageio
 from autoseg.data.checks import Problem
 from autoseg.data.dataset import Case
 
@@ -40,7 +40,8 @@ __all__ = [
     "save_verify_cache",
 ]
 
-CACHE_SCHEMA_VERSION = 1
+CACHE_SCHEMA_VERSION = 2
+"""2: records hold warnings, and problems their severity."""
 HEADER_BYTES = 1 << 16
 """Bytes of each file hashed into its signature (64 KiB)."""
 
@@ -54,31 +55,30 @@ class CaseRecord:
     shape: tuple[int, int, int] | None = None
     spacing: tuple[float, float, float] | None = None
     label_values: tuple[int, ...] = ()
+    warnings: tuple[Problem, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
+        """Plain-JSON form (problems and warnings with their severity)."""
         return {
             "case_id": self.case_id,
             "problems": [p.to_dict() for p in self.problems],
             "shape": list(self.shape) if self.shape is not None else None,
             "spacing": list(self.spacing) if self.spacing is not None else None,
             "label_values": list(self.label_values),
+            "warnings": [p.to_dict() for p in self.warnings],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CaseRecord:
         """Inverse of :meth:`to_dict`."""
-        problems = tuple(
-            Problem(p["case_id"], Path(p["path"]) if p["path"] else None, p["check"], p["message"])
-            for p in data["problems"]
-        )
         shape, spacing = data["shape"], data["spacing"]
         return cls(
             str(data["case_id"]),
-            problems,
+            tuple(Problem.from_dict(p) for p in data["problems"]),
             tuple(int(v) for v in shape) if shape is not None else None,  # type: ignore[arg-type]
             tuple(float(v) for v in spacing) if spacing is not None else None,  # type: ignore[arg-type]
             tuple(int(v) for v in data["label_values"]),
+            tuple(Problem.from_dict(p) for p in data["warnings"]),
         )
 
 
@@ -100,9 +100,10 @@ def case_signature(case: Case, expectations: str) -> str:
 
 
 def checks_digest() -> str:
-    """SHA-256 of the source of the modules that implement the per-case checks."""
+    """SHA-256 of the source of the modules that implement the per-case checks: reading
+    (gzip integrity included), headers and geometry, voxel types, values."""
     digest = hashlib.sha256()
-    for module in (checks, case_io):
+    for module in (checks, header_checks, case_io, imageio, geometry):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()
 

@@ -178,7 +178,7 @@ def _read_folder(folder: Path, num_channels: int, use_roi: bool) -> PredictionIn
     channels: dict[str, dict[int, Path]] = {}
     rois: dict[str, Path] = {}
     whole: dict[str, Path] = {}  # MSD naming: {case}{ending}, one file per case
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in sorted(p for p in folder.iterdir() if p.is_file() or p.is_symlink()):
         ending = _ending(path)
         if path.name.startswith(".") or ending is None:
             continue

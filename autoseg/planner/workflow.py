@@ -83,6 +83,8 @@ def _verify(path: Path, workspace: Workspace, num_workers: int) -> Dataset:
     """Verify the dataset, reading only the cases whose files changed since the last time
     (the per-case cache ``verify.json``); every problem is logged, the first one raised."""
     report = verify_dataset(path, num_workers=num_workers, cache=workspace.verify_json)
+    for warning in report.warnings:
+        _log.warning("warning: %s", warning)
     if not report.ok or report.dataset is None:
         for problem in report.problems:
             _log.error("%s", problem)

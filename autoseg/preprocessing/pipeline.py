@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from autoseg.artefacts import text_digest
 from autoseg.data.case_io import CaseArrays
+from autoseg.errors import DatasetError
 from autoseg.preprocessing.crop import crop_to_box, nonzero_bounding_box, nonzero_mask
 from autoseg.preprocessing.normalize import ChannelNormalization, normalize_image
 from autoseg.preprocessing.resample import compute_new_shape, resample_image, resample_label
 from autoseg.preprocessing.store import CaseProperties, PreprocessedCase, sample_class_locations
 from autoseg.typing import Spacing3
 
-__all__ = ["PreprocessingSettings", "preprocess_arrays"]
+__all__ = ["MAX_RESAMPLED_VOXELS", "PreprocessingSettings", "preprocess_arrays"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,30 @@ class PreprocessingSettings:
         )
 
 
+MAX_RESAMPLED_VOXELS = 2**31
+"""Refuse to resample a case to more voxels per channel than this (8 GiB of float32): a
+spacing far from the others' (a broken header) would otherwise exhaust the memory."""
+
+
+def _check_size(
+    case_id: str, spacing: Spacing3, target: Spacing3, new_shape: tuple[int, ...]
+) -> None:
+    voxels = math.prod(int(v) for v in new_shape)
+    if voxels <= MAX_RESAMPLED_VOXELS:
+        return
+    shown = "x".join(str(int(v)) for v in new_shape)
+    raise DatasetError(
+        f"resampling from spacing {_mm(spacing)} to the target {_mm(target)} would make a "
+        f"{shown} volume ({voxels:.2g} voxels, more than {MAX_RESAMPLED_VOXELS:.2g}); check "
+        "this case's spacing in its image header",
+        case_id=case_id,
+    )
+
+
+def _mm(spacing: Spacing3) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in spacing) + ") mm"
+
+
 def preprocess_arrays(
     arrays: CaseArrays, settings: PreprocessingSettings, inputs: dict[str, str] | None = None
 ) -> PreprocessedCase:
@@ -81,6 +107,7 @@ def preprocess_arrays(
     image = normalize_image(image, settings.normalization, mask)
     spacing = arrays.geometry.spacing
     new_shape = compute_new_shape(image.shape[1:], spacing, settings.target_spacing)
+    _check_size(arrays.case_id, spacing, settings.target_spacing, new_shape)
     threshold, target = settings.anisotropy_threshold, settings.target_spacing
     image = resample_image(
         image, spacing, target, anisotropy_threshold=threshold, new_shape=new_shape

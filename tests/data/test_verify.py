@@ -336,8 +336,10 @@ def test_json_report(run_cli: RunCli, broken: Path) -> None:
             "check": "non_integer_label",
             "message": "label map holds non-integer values (0.25, 1.25, 2.25, 3.25); "
             "labels must be integers",
+            "severity": "error",
         }
     ]
+    assert report["warnings"] == []
     assert report["summary"]["num_cases"] == 3
 
 

@@ -126,13 +126,15 @@ def parse_label_map(
 
 
 def list_files(folder: Path, ending: str) -> list[Path]:
-    """Files in ``folder`` ending with ``ending``, sorted; hidden and macOS ``._*`` skipped."""
+    """Entries of ``folder`` ending with ``ending``, sorted; hidden and macOS ``._*`` skipped.
+
+    Whatever the entry is (a dangling symbolic link, a folder) is listed, so the file checks
+    say what is wrong with it instead of the case silently losing a file.
+    """
     if not folder.is_dir():
         return []
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")
+        p for p in folder.iterdir() if p.name.endswith(ending) and not p.name.startswith(".")
     )
 
 
