@@ -67,7 +67,7 @@ STORAGE_ERRNOS = frozenset(
 TEMP_PREFIX = ".tmp-"
 """Names of temporary files and folders start with it (``.tmp-<host>-<pid>-<random>-``)."""
 _MAX_NAME = 255
-_TEMP_NAME = re.compile(r"^\.tmp-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}-")
+_TEMP_NAME = re.compile(r"^\.tmp-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-")
 
 
 def temp_owner(name: str) -> tuple[str, int] | None:

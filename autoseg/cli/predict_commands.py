@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from autoseg.cli.options import (
@@ -22,6 +23,13 @@ def _part(text: str) -> tuple[int, int]:
             f"invalid part {text!r}; expected K/N with 1 <= K <= N, e.g. 1/4 (the first of 4)"
         )
     return int(part), int(parts)
+
+
+def _sha256(text: str) -> str:
+    value = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise argparse.ArgumentTypeError(f"expected 64 hex digits (a SHA-256), got {text!r}")
+    return value
 
 
 def _add_model_choice(
@@ -68,6 +76,14 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     )
     source.add_argument(
         "--model", type=Path, default=None, metavar="ZIP", help="model archive (export-model)"
+    )
+    p.add_argument(
+        "--model-sha256",
+        type=_sha256,
+        default=None,
+        metavar="HEX",
+        help="refuse the --model archive unless the whole file has this SHA-256 (the one "
+        "export-model printed, obtained from its author)",
     )
     _add_model_choice(
         p,
@@ -148,6 +164,7 @@ def run_predict(args: argparse.Namespace) -> int:
             output=args.output,
             workspace=None if args.model else workspace_from_args(args),
             model=args.model,
+            model_sha256=args.model_sha256,
             config=args.config,
             folds=tuple(args.folds) if args.folds is not None else None,
             checkpoint=args.checkpoint,

@@ -95,6 +95,13 @@ class Geometry:
         problems = []
         if self.shape != other.shape:
             problems.append(f"shape {other.shape} != {self.shape}")
+        values = np.concatenate([other.spacing, other.origin, self.spacing, self.origin])
+        if not np.isfinite(values).all():  # NaN never equals NaN: say what is wrong instead
+            problems.append(
+                f"spacing {_fmt(other.spacing)}, origin {_fmt(other.origin)} vs spacing "
+                f"{_fmt(self.spacing)}, origin {_fmt(self.origin)}: not all finite"
+            )
+            return problems
         a, b = np.asarray(self.spacing), np.asarray(other.spacing)
         if not np.allclose(a, b, rtol=spacing_tol, atol=0):
             problems.append(f"spacing {_fmt(b)} != {_fmt(a)}")

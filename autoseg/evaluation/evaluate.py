@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from autoseg.atomic import atomic_write_json, atomic_write_text
+from autoseg.data.header_checks import geometry_problem
 from autoseg.data.imageio import SUPPORTED_ENDINGS, read_image
 from autoseg.errors import InputError
 from autoseg.evaluation.metrics import ROW_KEYS, compute_case_metrics
@@ -159,6 +160,9 @@ def _evaluate_case(
     """Worker: rows of one case, the label values of its reference, and its spacing."""
     case_id, pred_path, gt_path, labels, regions, tolerance, ignore = job
     ref, ref_geometry = read_image(gt_path)
+    unusable = geometry_problem(ref_geometry)
+    if unusable is not None:  # distances in mm need a spacing
+        raise InputError(unusable, case_id=case_id, path=gt_path)
     ref = as_label_map(ref, case_id, gt_path)
     pred, pred_geometry = read_image(pred_path)
     pred = as_label_map(pred, case_id, pred_path)

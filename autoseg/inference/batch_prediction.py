@@ -40,10 +40,10 @@ from autoseg.data.dataset import Case
 from autoseg.data.imageio import read_geometry
 from autoseg.data.verify import Problem, verify_cases
 from autoseg.errors import AutosegError, ConfigError
+from autoseg.inference.archive_reader import opened_model
 from autoseg.inference.cost import estimate_prediction_cost
 from autoseg.inference.deepmedic_tiling import FeatureLayer
 from autoseg.inference.inputs import PredictionInputs, read_inputs
-from autoseg.inference.model_archive import opened_model
 from autoseg.inference.predictor import (
     Prediction,
     PredictionOptions,
@@ -75,6 +75,7 @@ class PredictCommand:
     output: Path
     workspace: Workspace | None = None
     model: Path | None = None
+    model_sha256: str | None = None
     config: str | None = None
     folds: tuple[int | str, ...] | None = None
     checkpoint: str = "final"
@@ -149,8 +150,10 @@ def run_prediction(command: PredictCommand) -> PredictionReport:
     if command.num_workers is not None and command.num_workers < 0:
         raise ConfigError(f"-np must be >= 0, got {command.num_workers}")
     if command.model is not None:
-        with opened_model(command.model) as workspace:
+        with opened_model(command.model, sha256=command.model_sha256) as workspace:
             return _run(workspace, command)
+    if command.model_sha256 is not None:
+        raise ConfigError("--model-sha256 pins a model archive; give it with --model")
     if command.workspace is None:
         raise ConfigError("give a trained workspace (--work) or a model archive (--model)")
     return _run(command.workspace, command)

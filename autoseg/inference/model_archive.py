@@ -9,26 +9,35 @@ Archive layout (a miniature workspace, so prediction runs on it unchanged)::
     results/<config>/fold_<k>/checkpoint_<name>.pt   weights and JSON only (no optimiser state)
 
 The manifest: ``{"format": "autoseg-model", "schema_version": 1, "autoseg_version", "configs",
-"folds": {config: [folds]}, "checkpoint", "files": {name: sha256}}``. Opening an archive
-rejects entries with absolute paths, ``..`` components or symbolic links (zip-slip), extracts
-only the files the manifest lists, and checks each file's SHA-256.
+"folds": {config: [folds]}, "checkpoint", "files": {name: sha256}, "sizes": {name: bytes}}``.
+Opening an archive (:mod:`autoseg.inference.archive_reader`) checks every entry against it
+before extracting anything; see there for what the digests do and do not prove.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import tempfile
+import shutil
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from autoseg import __version__
 from autoseg.atomic import atomic_path
-from autoseg.errors import CheckpointError, InputError
+from autoseg.errors import CheckpointError, ConfigError
+from autoseg.inference.archive_reader import (
+    ARCHIVE_FORMAT,
+    ARCHIVE_SCHEMA_VERSION,
+    MANIFEST_NAME,
+    TEMP_PREFIXES,
+    archive_sha256,
+    extract_model,
+    opened_model,
+    temporary_model_folder,
+)
 from autoseg.inference.checkpoint import load_checkpoint, save_checkpoint
 from autoseg.inference.models import (
     ModelSelection,
@@ -38,7 +47,7 @@ from autoseg.inference.models import (
     trained_folds,
 )
 from autoseg.log import get_logger
-from autoseg.planner.plans import load_plans
+from autoseg.planner.plans import Plans, load_plans
 from autoseg.workspace import Workspace
 
 __all__ = [
@@ -49,13 +58,9 @@ __all__ = [
     "export_model",
     "extract_model",
     "opened_model",
-]
+]  # reading lives in archive_reader; re-exported here, where archives are described
 
 logger = get_logger(__name__)
-
-ARCHIVE_FORMAT = "autoseg-model"
-ARCHIVE_SCHEMA_VERSION = 1
-MANIFEST_NAME = "autoseg_model.json"
 _KEPT_KEYS = ("model", "state_json", "plans_json", "train_config_json", "configuration", "fold")
 
 
@@ -69,14 +74,16 @@ class ArchiveSummary:
     checkpoint: str
     has_best: bool
     size_bytes: int
+    sha256: str = ""
 
     def describe(self) -> str:
-        """One line for the CLI."""
+        """Two lines for the CLI: what was written, and the archive's SHA-256 to pin."""
         parts = ", ".join(f"{c} folds {self.folds[c]}" for c in self.configs)
         best = " + best.json" if self.has_best else ""
         return (
             f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB): {parts}, "
-            f"checkpoint_{self.checkpoint}{best}"
+            f"checkpoint_{self.checkpoint}{best}\n"
+            f"SHA-256 {self.sha256} (predict --model-sha256 checks it)"
         )
 
 
@@ -125,17 +132,49 @@ def export_model(
 
     Raises:
         PlansError, ConfigError, CheckpointError: as for prediction (missing plans or best.json,
-            unknown configuration, untrained folds, checkpoints of other plans).
+            unknown configuration, untrained folds, checkpoints of other plans); ConfigError
+            also when ``out`` is a folder.
+        StorageError: if ``out`` cannot be written (full or read-only disk).
     """
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(
+            f"--out is a folder; give the archive's file name, e.g. {out / 'model.zip'}",
+            path=out,
+        )
     selection = _selection(workspace, config, folds, checkpoint)
     plans = load_plans(workspace.plans_json)
     has_best = _best_fits(workspace, selection)
-    files: dict[str, str] = {}
-    out = Path(out)
+    scratch = temporary_model_folder(TEMP_PREFIXES[1])
+    try:
+        _write_archive(workspace, out, selection, plans, has_best, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return ArchiveSummary(
+        out,
+        selection.configs,
+        {c: list(f) for c, f in selection.folds.items()},
+        checkpoint,
+        has_best,
+        out.stat().st_size,
+        archive_sha256(out),
+    )
+
+
+def _write_archive(
+    workspace: Workspace,
+    out: Path,
+    selection: ModelSelection,
+    plans: Plans,
+    has_best: bool,
+    scratch: Path,
+) -> None:
+    files: dict[str, str] = {}  # name -> SHA-256
+    sizes: dict[str, int] = {}
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w") as archive:
-        _add_bytes(archive, files, "plans.json", workspace.plans_json.read_bytes())
+        _add_bytes(archive, files, sizes, "plans.json", workspace.plans_json.read_bytes())
         if has_best:
-            _add_bytes(archive, files, "best.json", workspace.best_json.read_bytes())
+            _add_bytes(archive, files, sizes, "best.json", workspace.best_json.read_bytes())
         for paths in selection.checkpoint_paths(workspace).values():
             for path in paths:
                 loaded = load_checkpoint(path)
@@ -147,121 +186,38 @@ def export_model(
                         path=path,
                     )
                 arcname = path.relative_to(workspace.root).as_posix()
-                _add_checkpoint(archive, files, arcname, {k: loaded.raw[k] for k in _KEPT_KEYS})
+                payload = {k: loaded.raw[k] for k in _KEPT_KEYS}
+                _add_checkpoint(archive, files, sizes, arcname, payload, scratch)
         manifest = {
             "format": ARCHIVE_FORMAT,
             "schema_version": ARCHIVE_SCHEMA_VERSION,
             "autoseg_version": __version__,
             "configs": list(selection.configs),
             "folds": {c: list(f) for c, f in selection.folds.items()},
-            "checkpoint": checkpoint,
+            "checkpoint": selection.checkpoint,
             "files": files,
+            "sizes": sizes,
         }
         archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
-    return ArchiveSummary(
-        out,
-        selection.configs,
-        {c: list(f) for c, f in selection.folds.items()},
-        checkpoint,
-        has_best,
-        out.stat().st_size,
-    )
 
 
-def _add_bytes(archive: zipfile.ZipFile, files: dict[str, str], name: str, data: bytes) -> None:
+def _add_bytes(
+    archive: zipfile.ZipFile, files: dict[str, str], sizes: dict[str, int], name: str, data: bytes
+) -> None:
     archive.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
-    files[name] = hashlib.sha256(data).hexdigest()
+    files[name], sizes[name] = hashlib.sha256(data).hexdigest(), len(data)
 
 
 def _add_checkpoint(
-    archive: zipfile.ZipFile, files: dict[str, str], name: str, payload: dict[str, Any]
+    archive: zipfile.ZipFile,
+    files: dict[str, str],
+    sizes: dict[str, int],
+    name: str,
+    payload: dict[str, Any],
+    scratch: Path,
 ) -> None:
-    with tempfile.TemporaryDirectory(prefix="autoseg-export-") as folder:
-        slim = Path(folder) / "checkpoint.pt"
-        save_checkpoint(slim, payload)
-        archive.write(slim, name, compress_type=zipfile.ZIP_STORED)
-        files[name] = hashlib.sha256(slim.read_bytes()).hexdigest()
-
-
-def _check_member(info: zipfile.ZipInfo, archive: Path) -> None:
-    """Reject absolute paths, ``..`` components and symbolic links (zip-slip)."""
-    name = info.filename
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        raise InputError(
-            f"unsafe entry {name!r} (absolute path or '..'); refusing it", path=archive
-        )
-    if is_link:
-        raise InputError(f"entry {name!r} is a symbolic link; refusing it", path=archive)
-
-
-def _read_manifest(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads(archive.read(MANIFEST_NAME))
-    except KeyError:
-        raise InputError(
-            f"not an autoseg model archive (no {MANIFEST_NAME}); create one with "
-            "'autoseg export-model'",
-            path=path,
-        ) from None
-    except ValueError as err:
-        raise InputError(f"{MANIFEST_NAME} is not valid JSON: {err}", path=path) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != ARCHIVE_FORMAT:
-        raise InputError(f"{MANIFEST_NAME} is not an autoseg model manifest", path=path)
-    if manifest.get("schema_version") != ARCHIVE_SCHEMA_VERSION:
-        raise InputError(
-            f"model archive schema_version {manifest.get('schema_version')!r} is not "
-            f"{ARCHIVE_SCHEMA_VERSION}; export it again with this autoseg version",
-            path=path,
-        )
-    if not isinstance(manifest.get("files"), dict) or "plans.json" not in manifest["files"]:
-        raise InputError(f"{MANIFEST_NAME} lists no plans.json", path=path)
-    return manifest
-
-
-def extract_model(archive: Path, destination: Path) -> Workspace:
-    """Extract a model archive into ``destination`` and return it as a workspace.
-
-    Raises:
-        InputError: if the file is missing, not a zip, not an autoseg model archive, holds an
-            unsafe entry, or a file's SHA-256 differs from the manifest.
-    """
-    archive = Path(archive)
-    if not archive.is_file():
-        raise InputError("model archive not found", path=archive)
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _check_member(info, archive)
-            manifest = _read_manifest(zf, archive)
-            for name, digest in manifest["files"].items():
-                _extract_file(zf, archive, str(name), str(digest), Path(destination))
-    except zipfile.BadZipFile as err:
-        raise InputError(f"not a valid zip file ({err})", path=archive) from None
-    logger.info("model archive %s: %s", archive.name, ", ".join(manifest.get("configs", [])))
-    return Workspace(Path(destination))
-
-
-def _extract_file(
-    zf: zipfile.ZipFile, archive: Path, name: str, digest: str, destination: Path
-) -> None:
-    if name not in zf.namelist():
-        raise InputError(f"the manifest lists {name!r} but the archive lacks it", path=archive)
-    _check_member(zf.getinfo(name), archive)
-    target = destination.joinpath(*PurePosixPath(name).parts)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sha = hashlib.sha256()
-    with zf.open(name) as source, open(target, "wb") as sink:
-        while chunk := source.read(1 << 20):
-            sha.update(chunk)
-            sink.write(chunk)
-    if sha.hexdigest() != digest:
-        raise InputError(f"{name} is corrupted (SHA-256 differs from the manifest)", path=archive)
-
-
-@contextlib.contextmanager
-def opened_model(archive: Path) -> Iterator[Workspace]:
-    """Extract ``archive`` into a temporary folder for the block; removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="autoseg-model-") as folder:
-        yield extract_model(archive, Path(folder))
+    slim = scratch / "checkpoint.pt"
+    save_checkpoint(slim, payload)
+    archive.write(slim, name, compress_type=zipfile.ZIP_STORED)
+    files[name], sizes[name] = archive_sha256(slim), slim.stat().st_size
+    slim.unlink()
