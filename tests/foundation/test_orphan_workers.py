@@ -89,7 +89,8 @@ def test_the_watchdog_ends_a_worker_whose_parent_went(tmp_path: Path) -> None:
         "    time.sleep(60)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    top = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    command = [sys.executable, "-c", script]
+    top = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     assert top.stdout is not None
     pids = dict(top.stdout.readline().split() for _ in range(2))
     middle, worker = int(pids["middle"]), int(pids["worker"])
