@@ -9,11 +9,12 @@ each re-run would cost more than the check saves); JSON artefacts by their conte
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from autoseg.strict import load_json
 
 __all__ = [
     "SAMPLE_BYTES",
@@ -104,7 +105,7 @@ def files_digest(paths: Iterable[Path | str]) -> str:
 def read_json(path: Path | str) -> Any | None:
     """The parsed JSON in ``path``, or None if it is missing or not valid JSON."""
     try:
-        return json.loads(Path(path).read_text())
+        return load_json(Path(path).read_text())
     except (OSError, ValueError):
         return None
 

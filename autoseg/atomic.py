@@ -150,12 +150,21 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
+        if err.errno is None and _nearly_full(path.parent):  # numpy: "N requested, M written"
+            err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
         if err.errno not in STORAGE_ERRNOS:
             raise
         raise storage_error(err, path) from None
     finally:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def check_writable(folder: Path | str) -> None:
@@ -165,7 +174,11 @@ def check_writable(folder: Path | str) -> None:
         StorageError: naming the folder, if not.
     """
     folder = make_folder(folder)
-    tmp = _create_temp(folder / "write-check")
+    try:
+        tmp = _create_temp(folder / "write-check")
+    except StorageError as err:
+        message = err.message.replace("cannot write", "cannot write into this folder")
+        raise StorageError(message, path=folder) from None
     tmp.unlink()
 
 

@@ -10,6 +10,7 @@ option gives one clear line: :func:`check_keys` (exactly the expected keys),
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,7 +28,19 @@ __all__ = [
     "check_keys",
     "choice_error",
     "did_you_mean",
+    "load_json",
 ]
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads``, with nesting too deep for the parser (``[[[[...]]]]``, a recursion
+    error) raised as the :class:`json.JSONDecodeError` every caller already handles.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        shown = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        raise json.JSONDecodeError("nested too deeply to parse", shown, 0) from None
 
 
 def check_keys(

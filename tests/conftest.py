@@ -8,6 +8,8 @@ first (``shutil.copytree(path, tmp_path / "ds")``).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,3 +109,32 @@ def small_heuristics(
     path = tmp_path_factory.mktemp("heuristics") / "small.json"
     path.write_text(json.dumps(small_heuristics_values))
     return path
+
+
+@pytest.fixture
+def read_only() -> Iterator[Callable[[Path], Path]]:
+    """``read_only(folder) -> folder``: make an existing folder unwritable until the test ends.
+
+    A user's folder is made read-only with ``chmod``; root ignores modes, so for root the
+    folder is made immutable (``chattr +i``). Where neither works the test is skipped.
+    """
+    undo: list[Callable[[], None]] = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+            undo.append(lambda: folder.chmod(0o755))
+        elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+            undo.append(lambda: subprocess.run(["chattr", "-i", str(folder)], check=False))
+        else:
+            pytest.skip("cannot make a folder read-only here (root, and no chattr +i)")
+        try:
+            (folder / ".probe").write_bytes(b"")
+        except OSError:
+            return folder
+        (folder / ".probe").unlink()
+        pytest.skip("the folder stayed writable (file system without permissions)")
+
+    yield make
+    for step in reversed(undo):
+        step()

@@ -12,6 +12,8 @@ from typing import Any
 from autoseg.cli.options import (
     add_num_workers,
     add_work,
+    non_negative_float,
+    non_negative_int,
     workspace_from_args,
 )
 from autoseg.data.phantom_spec import MAX_NESTED_CLASSES, SPACING_MODES, PhantomSpec
@@ -108,8 +110,18 @@ def add_demo_data(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="scans per patient (writes patient groups into dataset.json when > 1)",
     )
-    add("--noise", type=float, default=d["noise"], help="noise level (fraction of tissue range)")
-    add("--bias-field", type=float, default=d["bias_field"], help="MRI bias field strength")
+    add(
+        "--noise",
+        type=non_negative_float,
+        default=d["noise"],
+        help="noise level (fraction of tissue range)",
+    )
+    add(
+        "--bias-field",
+        type=non_negative_float,
+        default=d["bias_field"],
+        help="MRI bias field strength",
+    )
     add(
         "--file-ending",
         default=d["file_ending"],
@@ -172,7 +184,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("gt", type=Path, help="folder of reference label maps (matched by file name)")
     p.add_argument(
         "--labels",
-        type=int,
+        type=non_negative_int,
         nargs="+",
         metavar="L",
         help="label values to score (default: the dataset.json's, else every "
@@ -191,7 +203,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--nsd-tolerance",
-        type=float,
+        type=non_negative_float,
         default=1.0,
         metavar="MM",
         help="tolerance of the normalised surface Dice in mm (default: 1.0)",

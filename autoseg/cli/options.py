@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 from typing import Any, NoReturn
@@ -10,6 +11,7 @@ from typing import Any, NoReturn
 from autoseg.workspace import NUM_FOLDS, Workspace, resolve_work_dir
 
 __all__ = [
+    "MAX_SIZE_BYTES",
     "NNUNET_CONFIGURATIONS",
     "FoldsAction",
     "Parser",
@@ -17,8 +19,12 @@ __all__ = [
     "add_num_workers",
     "add_work",
     "configuration_name",
+    "fraction",
+    "non_negative_float",
+    "non_negative_int",
     "parse_folds",
     "parse_size",
+    "positive_float",
     "positive_int",
     "workspace_from_args",
 ]
@@ -42,6 +48,9 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        # A value such as -5m or -1GB is a (bad) value, not an unknown option: let the
+        # option's type say what is wrong with it instead of "expected one argument".
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -173,21 +182,74 @@ _SIZE_UNITS = {
 }
 
 
+MAX_SIZE_BYTES = 10**15
+"""Largest memory size accepted (1 PB): beyond it a size is a typo."""
+
+
 def parse_size(text: str) -> int:
     """Parse a memory size such as ``11GB``, ``11GiB``, ``512MB`` or ``8e9`` into bytes.
 
     Raises:
-        argparse.ArgumentTypeError: if the text is not a positive size.
+        argparse.ArgumentTypeError: if the text is not a size in (0, 1 PB].
     """
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([KMGT]?I?B?)\s*", text.upper())
     if not match or match.group(2) not in _SIZE_UNITS:
         raise argparse.ArgumentTypeError(
             f"invalid size {text!r}; expected e.g. 11GB, 11GiB or 512MB"
         )
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-    if size <= 0:
+    size = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if size > MAX_SIZE_BYTES:
+        raise argparse.ArgumentTypeError(f"size {text!r} is more than 1 PB; expected e.g. 11GB")
+    if int(size) <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return size
+    return int(size)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1] (a step as a fraction of a patch)."""
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -43,6 +43,12 @@ def add_plan(p: argparse.ArgumentParser) -> None:
         help="JSON overrides of the planner heuristics (e.g. best_heuristics.json)",
     )
     add_num_workers(p, "for fingerprinting and preprocessing")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="plan a different dataset into a workspace trained on another one (deletes its "
+        "results/, splits.json and best.json)",
+    )
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -56,6 +62,7 @@ def run_plan(args: argparse.Namespace) -> int:
         device=args.device,
         gpu_memory_bytes=args.gpu_memory,
         num_workers=args.num_workers,
+        overwrite=args.overwrite,
     )
     print(format_plan_summary(report))
     return 0

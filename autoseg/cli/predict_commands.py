@@ -10,6 +10,7 @@ from autoseg.cli.options import (
     add_folds,
     add_work,
     configuration_name,
+    fraction,
     positive_int,
     workspace_from_args,
 )
@@ -99,7 +100,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time mirroring")
     p.add_argument(
         "--step-size",
-        type=float,
+        type=fraction,
         default=0.5,
         metavar="F",
         help="U-Net window step as a fraction of the patch, in (0, 1] (default: 0.5)",

@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoseg.cli.options import configuration_name, positive_int
+from autoseg.cli.options import (
+    configuration_name,
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from autoseg.durations import parse_duration
 from autoseg.errors import ConfigError
 from autoseg.trainers.config import (
@@ -23,6 +29,13 @@ from autoseg.trainers.config import (
 )
 
 __all__ = ["add_train_arguments", "request_from_args"]
+
+
+def _momentum(text: str) -> float:
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
 
 
 def _duration(text: str) -> float:
@@ -63,12 +76,18 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
         "(CPU default without --epochs: 60m)",
     )
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default: sgd")
-    g.add_argument("--lr", type=float, metavar="LR", help="initial learning rate")
-    g.add_argument("--momentum", type=float, metavar="M", help="SGD (Nesterov) momentum")
-    g.add_argument("--weight-decay", type=float, default=3e-5, metavar="W", help="default: 3e-5")
+    g.add_argument("--lr", type=positive_float, metavar="LR", help="initial learning rate")
+    g.add_argument("--momentum", type=_momentum, metavar="M", help="SGD (Nesterov) momentum")
+    g.add_argument(
+        "--weight-decay", type=non_negative_float, default=3e-5, metavar="W", help="default: 3e-5"
+    )
     g.add_argument("--schedule", choices=SCHEDULES, default="poly", help="default: poly")
     g.add_argument(
-        "--grad-clip", type=float, default=12.0, metavar="NORM", help="0 = off (default: 12)"
+        "--grad-clip",
+        type=non_negative_float,
+        default=12.0,
+        metavar="NORM",
+        help="0 = off (default: 12)",
     )
     g.add_argument("--loss", choices=LOSSES, help="default: dice_ce (U-Net), ce (DeepMedic)")
     g.add_argument(
@@ -154,7 +173,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     mirror.add_argument("--no-val-mirroring", dest="val_mirroring", action="store_false")
     g.add_argument(
-        "--val-step", type=float, default=0.5, metavar="F", help="sliding-window step (0, 1]"
+        "--val-step", type=fraction, default=0.5, metavar="F", help="sliding-window step (0, 1]"
     )
 
 
@@ -177,7 +196,7 @@ def request_from_args(args: argparse.Namespace, folds: list[int | str]) -> Train
         momentum=args.momentum,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
-        grad_clip_norm=args.grad_clip if args.grad_clip and args.grad_clip > 0 else None,
+        grad_clip_norm=args.grad_clip if args.grad_clip > 0 else None,
         loss=args.loss,
         early_stopping_patience=args.early_stopping,
         num_workers=args.num_workers,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from autoseg.data.synthetic import PhantomSpec, generate_phantom_dataset
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger
+from autoseg.strict import load_json
 from autoseg.workspace import Workspace
 
 __all__ = ["demo_data_dir", "prepare_demo_data"]
@@ -38,7 +38,7 @@ def prepare_demo_data(workspace: Workspace, spec: PhantomSpec) -> tuple[Path, bo
 def _generated_from(folder: Path) -> PhantomSpec | None:
     """The spec recorded in ``folder/dataset.json`` (None if absent or unreadable)."""
     try:
-        data = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        data = load_json((folder / "dataset.json").read_text(encoding="utf-8"))
         return PhantomSpec.from_dict(data["phantom_spec"])
     except (OSError, ValueError, KeyError, TypeError, ConfigError):
         return None

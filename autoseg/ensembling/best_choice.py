@@ -35,7 +35,7 @@ from autoseg.atomic import atomic_write_json
 from autoseg.ensembling.postprocessing import PostprocessingDecision
 from autoseg.errors import PlansError
 from autoseg.frozendict import FrozenDict
-from autoseg.strict import check_keys
+from autoseg.strict import check_keys, load_json
 
 __all__ = [
     "BEST_SCHEMA_VERSION",
@@ -304,7 +304,7 @@ def load_best_choice(path: Path | str) -> BestChoice:
     except FileNotFoundError:
         raise PlansError("best.json not found; run 'autoseg find-best' first", path=path) from None
     try:
-        return BestChoice.from_dict(json.loads(text))
+        return BestChoice.from_dict(load_json(text))
     except json.JSONDecodeError as err:
         raise PlansError(f"best.json is not valid JSON: {err}", path=path) from None
     except PlansError as err:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autoseg.atomic import atomic_write_json, atomic_write_text
+from autoseg.atomic import atomic_write_json, atomic_write_text, check_writable
 from autoseg.data.header_checks import geometry_problem
 from autoseg.data.imageio import SUPPORTED_ENDINGS, read_image
 from autoseg.errors import InputError
@@ -307,7 +307,13 @@ def evaluate_and_write(
         InputError: see :func:`evaluate_folder`; bad regions, dataset.json or tolerance.
     """
     if not (math.isfinite(nsd_tolerance_mm) and nsd_tolerance_mm >= 0):
-        raise InputError(f"the NSD tolerance must be >= 0 mm, got {nsd_tolerance_mm=}")
+        raise InputError(
+            f"the NSD tolerance (--nsd-tolerance) must be a number >= 0 mm, got {nsd_tolerance_mm}"
+        )
+    bad_labels = sorted(v for v in labels or () if int(v) < 0)
+    if bad_labels:
+        raise InputError(f"label values (--labels) are >= 0, got {bad_labels[0]}")
+    check_writable(out_dir if out_dir is not None else pred_dir)  # before scoring every case
     all_regions: dict[str, tuple[int, ...]] = {}
     ignore_label, names = None, None
     if dataset_json is not None:

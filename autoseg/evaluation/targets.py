@@ -24,6 +24,7 @@ from autoseg.data.labels import (
     region_entries,
 )
 from autoseg.errors import InputError
+from autoseg.strict import load_json
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def parse_regions(obj: Any, *, source: Path | None = None) -> dict[str, tuple[in
 
 def _read_json_file(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return load_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read file: {err}", path=path) from None
     except json.JSONDecodeError as err:
@@ -113,7 +114,7 @@ def load_regions(spec: str | Path) -> dict[str, tuple[int, ...]]:
     if path.is_file():
         return parse_regions(_read_json_file(path), source=path)
     try:
-        obj = json.loads(str(spec))
+        obj = load_json(str(spec))
     except json.JSONDecodeError:
         raise InputError(
             f"--regions {str(spec)!r} is neither an existing file nor a JSON object "

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from autoseg.atomic import check_writable
 from autoseg.data.case_io import reference_image_path
 from autoseg.data.dataset import Case
 from autoseg.data.imageio import read_geometry
@@ -51,6 +52,7 @@ from autoseg.inference.predictor import (
     PreparedCase,
 )
 from autoseg.inference.probabilities import resolve_device
+from autoseg.leftovers import clean_temporaries
 from autoseg.log import get_logger, progress
 from autoseg.workspace import Workspace
 
@@ -145,7 +147,7 @@ def run_prediction(command: PredictCommand) -> PredictionReport:
         AutosegError: for problems that stop the whole run (no model, bad options, an input
             that holds no case). Problems of single cases are reported in the result.
     """
-    if command.step_fraction <= 0 or command.step_fraction > 1:
+    if not 0 < command.step_fraction <= 1:  # NaN fails this too
         raise ConfigError(f"--step-size must satisfy 0 < step <= 1, got {command.step_fraction}")
     if command.num_workers is not None and command.num_workers < 0:
         raise ConfigError(f"-np must be >= 0, got {command.num_workers}")
@@ -191,7 +193,12 @@ def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
     )
     if len(command.inputs) == 1 and command.output.resolve() == command.inputs[0].resolve():
         raise ConfigError("OUTPUT must not be the input folder", path=command.output)
-    command.output.mkdir(parents=True, exist_ok=True)
+    if command.output.exists() and not command.output.is_dir():
+        raise ConfigError(
+            "OUTPUT is a file; give a folder (it is created if needed)", path=command.output
+        )
+    check_writable(command.output)  # before any case is predicted, not after each
+    clean_temporaries(command.output)
     todo: list[Case] = []
     skipped: list[Case] = []
     for case in part_of(inputs.cases, command.part):

@@ -8,7 +8,6 @@ default). Every checkpoint must carry the same plans as the workspace's plans.js
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from autoseg.errors import CheckpointError, ConfigError, PlansError
 from autoseg.frozendict import FrozenDict
 from autoseg.log import get_logger
 from autoseg.planner.plans import Plans
-from autoseg.strict import did_you_mean
+from autoseg.strict import did_you_mean, load_json
 from autoseg.workspace import CHECKPOINT_NAMES, Workspace
 
 __all__ = [
@@ -121,7 +120,7 @@ def read_best_json(path: Path) -> tuple[tuple[str, ...], tuple[int | str, ...], 
             path=path,
         )
     try:
-        data: Any = json.loads(path.read_text())
+        data: Any = load_json(path.read_text())
     except (OSError, ValueError) as err:
         raise PlansError(f"best.json is not valid JSON: {err}", path=path) from None
     required = ("configs", "folds", "postprocessing")

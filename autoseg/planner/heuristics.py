@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.errors import ConfigError
-from autoseg.strict import did_you_mean
+from autoseg.strict import did_you_mean, load_json
 
 __all__ = ["PlannerHeuristics", "load_heuristics"]
 
@@ -203,7 +203,7 @@ def load_heuristics(path: Path | str | None) -> PlannerHeuristics:
         return PlannerHeuristics()
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = load_json(path.read_text())
     except FileNotFoundError:
         raise ConfigError("heuristics file not found", path=path) from None
     except (OSError, json.JSONDecodeError) as err:

@@ -24,7 +24,7 @@ from autoseg.planner.hardware_target import CpuSpeed, HardwareTarget, network_fa
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.preprocessing.normalize import ChannelNormalization
 from autoseg.preprocessing.pipeline import PreprocessingSettings
-from autoseg.strict import check_keys
+from autoseg.strict import check_keys, load_json
 from autoseg.typing import Shape3, Spacing3
 
 __all__ = [
@@ -368,7 +368,7 @@ class Plans:
 
     @classmethod
     def from_json(cls, text: str) -> Plans:
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(load_json(text))
 
     def save(self, path: Path | str) -> None:
         """Write plans.json atomically."""

@@ -20,6 +20,7 @@ from autoseg.data.dataset import Case, Dataset
 from autoseg.data.formats import load_dataset
 from autoseg.data.verify import verify_dataset
 from autoseg.errors import DatasetError
+from autoseg.leftovers import clean_temporaries
 from autoseg.log import get_logger
 from autoseg.parallel import map_cases
 from autoseg.planner.fingerprint import CaseFingerprint, Fingerprint, aggregate, fingerprint_case
@@ -28,6 +29,7 @@ from autoseg.planner.hardware import detect_hardware
 from autoseg.planner.heuristics import load_heuristics
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans, load_plans, preprocessing_settings
+from autoseg.planner.source_guard import check_same_source
 from autoseg.preprocessing.dataset import PreprocessingReport, preprocess_dataset
 from autoseg.workspace import Workspace
 
@@ -98,7 +100,7 @@ def _verify(path: Path, workspace: Workspace, num_workers: int) -> Dataset:
 
 
 def prepare_dataset(
-    dataset_path: Path, workspace: Workspace, *, num_workers: int = 1
+    dataset_path: Path, workspace: Workspace, *, num_workers: int = 1, overwrite: bool = False
 ) -> tuple[Dataset, Fingerprint, bool]:
     """The heuristics-independent first half of ``autoseg plan``: verify (only the cases
     whose files changed, see :mod:`autoseg.data.verify_cache`), write ``source.json``,
@@ -109,8 +111,12 @@ def prepare_dataset(
 
     Raises:
         DatasetError: if the dataset has problems (all are logged) or cannot be read.
+        PlansError: if the workspace holds folds trained on another dataset (see
+            :mod:`autoseg.planner.source_guard`; ``overwrite`` deletes them instead).
     """
     load_dataset(dataset_path)  # a dataset that cannot be read at all: one clear error
+    check_same_source(workspace, dataset_path, overwrite=overwrite)
+    clean_temporaries(workspace.root)
     dataset = _verify(dataset_path, workspace, num_workers)
     digest = dataset_digest(dataset)
     atomic_write_json(
@@ -135,16 +141,18 @@ def run_plan(
     device: str | None = None,
     gpu_memory_bytes: int | None = None,
     num_workers: int = 1,
+    overwrite: bool = False,
 ) -> PlanReport:
     """Run verify, fingerprint, plan and preprocess for a dataset into ``workspace``.
 
     Raises:
         DatasetError: if the dataset has problems (all are logged) or cannot be read.
         ConfigError: for invalid heuristics or device options.
-        PlansError: if nothing fits the memory target.
+        PlansError: if nothing fits the memory target, or the workspace is trained on
+            another dataset (unless ``overwrite``).
     """
     dataset, fingerprint, fingerprint_reused = prepare_dataset(
-        dataset_path, workspace, num_workers=num_workers
+        dataset_path, workspace, num_workers=num_workers, overwrite=overwrite
     )
     heuristics = load_heuristics(heuristics_path)
     hardware = detect_hardware(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from autoseg.artefacts import files_digest
 from autoseg.data.case_io import load_case
 from autoseg.data.dataset import Case, Dataset
+from autoseg.leftovers import clean_temporaries
 from autoseg.log import get_logger
 from autoseg.parallel import map_cases
 from autoseg.preprocessing.pipeline import PreprocessingSettings, preprocess_arrays
@@ -67,6 +68,7 @@ def preprocess_dataset(
             continue
         done.add(settings.data_identifier)
         folder = workspace.preprocessed_dir(settings.data_identifier)
+        clean_temporaries(folder)
         todo = [
             c
             for c in dataset.cases

@@ -133,11 +133,15 @@ class TrainConfig:
         for name in ("cpu_default_budget_seconds", "poly_exponent"):
             _set(self, name, _positive(name, getattr(self, name)))
         if self.momentum is not None and not 0.0 <= float(self.momentum) < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum=}")
-        if float(self.weight_decay) < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay=}")
+            raise ConfigError(f"momentum (--momentum) must be in [0, 1), got {self.momentum}")
+        if not float(self.weight_decay) >= 0:  # NaN fails this too
+            raise ConfigError(
+                f"weight decay (--weight-decay) must be >= 0, got {self.weight_decay}"
+            )
         if not 0.0 < float(self.val_step_fraction) <= 1.0:
-            raise ConfigError(f"val_step_fraction must be in (0, 1], got {self.val_step_fraction=}")
+            raise ConfigError(
+                f"validation step (--val-step) must be in (0, 1], got {self.val_step_fraction}"
+            )
         if not is_train_device(self.device):
             raise choice_error("device", self.device, [*DEVICES, "cuda:N"])
         for name, choices in (

@@ -27,6 +27,7 @@ from autoseg.atomic import atomic_write_json
 from autoseg.errors import DatasetError, PlansError
 from autoseg.log import get_logger
 from autoseg.split_file import Fold, Splits, check_splits, parse_splits
+from autoseg.strict import load_json
 from autoseg.workspace import NUM_FOLDS
 
 __all__ = [
@@ -138,7 +139,7 @@ def load_or_make_splits(
     """
     if path.is_file():
         try:
-            existing = parse_splits(json.loads(path.read_text()), path=path)
+            existing = parse_splits(load_json(path.read_text()), path=path)
         except json.JSONDecodeError as err:
             raise PlansError(f"splits.json is not valid JSON: {err}", path=path) from None
         current = existing.inputs.get("cases") == _cases_digest(case_ids, groups or {})

@@ -21,7 +21,6 @@ atomically.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from autoseg.data.imageio import read_image
 from autoseg.data.labels import label_entries
 from autoseg.errors import InputError
 from autoseg.log import get_logger
+from autoseg.strict import load_json
 from autoseg.viz.overlay_figure import draw_overlay
 
 __all__ = [
@@ -270,7 +270,7 @@ def label_names_from_dataset_json(path: Path | str) -> dict[int, str]:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise InputError(f"cannot read the dataset.json: {err}", path=path) from None
     labels = data.get("labels") if isinstance(data, dict) else None

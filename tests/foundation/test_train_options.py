@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from autoseg.cli import build_parser
+from autoseg.cli import build_parser, main
 from autoseg.cli.train_options import request_from_args
 from autoseg.errors import ConfigError
+from autoseg.trainers.config import TrainConfig
 
 
 def _request(*argv: str) -> object:
@@ -40,7 +41,35 @@ def test_defaults() -> None:
 
 def test_invalid_values_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="lr must be a positive number"):
-        _request("--lr", "-1")
+        TrainConfig(lr=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "--time-budget", "-5m"], "argument --time-budget: invalid duration '-5m'"),
+        (["plan", "d", "--gpu-memory", "-1GB"], "argument --gpu-memory: size must be positive"),
+        (["plan", "d", "--gpu-memory", "1e30TB"], "argument --gpu-memory: size '1e30TB' is more"),
+        (["train", "--grad-clip", "-1"], "argument --grad-clip: expected a number >= 0, got '-1'"),
+        (["train", "--lr", "-1"], "argument --lr: expected a number > 0, got '-1'"),
+        (["train", "--lr", "nan"], "argument --lr: expected a finite number, got 'nan'"),
+        (["train", "--val-step", "nan"], "argument --val-step: expected a finite number"),
+        (["train", "--val-step", "0"], "argument --val-step: expected a number in (0, 1]"),
+        (["train", "--momentum", "1"], "argument --momentum: expected a number in [0, 1)"),
+        (["predict", "-i", "x", "-o", "y", "--step-size", "nan"], "argument --step-size: "),
+        (["evaluate", "p", "g", "--labels", "-3"], "argument --labels: expected an integer >= 0"),
+        (["evaluate", "p", "g", "--nsd-tolerance", "nan"], "argument --nsd-tolerance: expected"),
+        (["demo-data", "o", "--noise", "-0.5"], "argument --noise: expected a number >= 0"),
+    ],
+)
+def test_bad_option_values_name_the_option(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once "expected one argument" (a negative value taken for an option), accepted (a
+    negative clip norm, 1e30 TB, NaN steps, negative labels) or named internally."""
+    assert main(argv) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"autoseg {argv[0]}: error: {expected}"), line
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "x"])

@@ -35,11 +35,15 @@ def test_round_trip_is_strict() -> None:
         ({"iters_per_epoch": 2.5}, "iters_per_epoch must be an integer"),
         ({"val_iters": 0}, "val_iters must be >= 1"),
         ({"lr": -1.0}, "lr must be a positive number"),
-        ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+        ({"momentum": 1.0}, r"momentum \(--momentum\) must be in \[0, 1\), got 1.0$"),
         ({"optimizer": "adamm"}, "did you mean 'adam'"),
         ({"device": "gpu"}, "unknown device 'gpu'"),
         ({"loss": "focal"}, "unknown loss 'focal'"),
-        ({"val_step_fraction": 0.0}, "val_step_fraction"),
+        (
+            {"val_step_fraction": 0.0},
+            r"validation step \(--val-step\) must be in \(0, 1\], got 0.0$",
+        ),
+        ({"weight_decay": float("nan")}, r"weight decay \(--weight-decay\) must be >= 0, got nan"),
         ({"num_workers": -1}, "num_workers must be >= 0"),
     ],
 )

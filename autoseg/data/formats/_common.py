@@ -28,6 +28,7 @@ from autoseg.data.labels import LabelScheme, parse_label_scheme
 from autoseg.errors import DatasetError
 from autoseg.log import get_logger
 from autoseg.names import case_id_problem
+from autoseg.strict import load_json
 
 _log = get_logger(__name__)
 
@@ -83,7 +84,7 @@ def read_json(path: Path) -> tuple[dict[str, Any] | None, Problem | None]:
     if not path.is_file():
         return None, Problem(None, path, "dataset_json", "file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         message = f"invalid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
         return None, Problem(None, path, "dataset_json", message)
