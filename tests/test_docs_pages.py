@@ -54,7 +54,57 @@ def _with_nan(root: Path) -> None:
     nib.save(nib.Nifti1Image(data, image.affine), path)
 
 
+def _manifest(dataset: Path, tmp: Path, case_id: str) -> Path:
+    images = dataset / "imagesTr"
+    csv = tmp / "study.csv"
+    csv.write_text(
+        "case,T1,FLAIR,label\n"
+        f"{case_id},{images}/phantom_000_0000.nii.gz,{images}/phantom_000_0001.nii.gz,"
+        f"{dataset}/labelsTr/phantom_000.nii.gz\n"
+        f"good,{images}/phantom_001_0000.nii.gz,{images}/phantom_001_0001.nii.gz,"
+        f"{dataset}/labelsTr/phantom_001.nii.gz\n"
+    )
+    return csv
+
+
+def _label_loop(root: Path) -> None:
+    label = root / "labelsTr" / "phantom_002.nii.gz"
+    label.unlink()
+    label.symlink_to(label.name)
+
+
+def _garbage(root: Path) -> None:
+    path = root / "labelsTr" / "phantom_001.nii.gz"
+    path.write_bytes(path.read_bytes() + b"garbage!!")
+
+
+def _nested(path: Path, prefix: str = "", suffix: str = "") -> Path:
+    path.write_text(prefix + "[" * 100_000 + "]" * 100_000 + suffix)
+    return path
+
+
 ERROR_CASES: dict[str, Callable[[Path, Path], list[str]]] = {
+    "case id": lambda ds, tmp: ["verify", str(_manifest(ds, tmp, "../../x"))],
+    "label loop": lambda ds, tmp: ["verify", str(_broken(ds, tmp, _label_loop))],
+    "gzip garbage": lambda ds, tmp: ["verify", str(_broken(ds, tmp, _garbage))],
+    "nested dataset.json": lambda ds, tmp: [
+        "verify",
+        str(_broken(ds, tmp, lambda r: _nested(r / "dataset.json", '{"labels": ', "}"))),
+    ],
+    "nested heuristics": lambda ds, tmp: [
+        "plan",
+        str(ds),
+        "--work",
+        str(tmp / "w"),
+        "--heuristics",
+        str(_nested(tmp / "h.json")),
+    ],
+    "negative duration": lambda ds, tmp: ["train", "--time-budget", "-5m"],
+    "negative clip": lambda ds, tmp: ["train", "--grad-clip", "-1"],
+    "nan lr": lambda ds, tmp: ["train", "--lr", "nan"],
+    "negative size": lambda ds, tmp: ["plan", str(ds), "--gpu-memory", "-1GB"],
+    "huge size": lambda ds, tmp: ["plan", str(ds), "--gpu-memory", "1e30TB"],
+    "negative label": lambda ds, tmp: ["evaluate", "p", "g", "--labels", "-3"],
     "train before plan": lambda ds, tmp: ["train", "--work", str(tmp / "w"), "fold=0"],
     "bad fold": lambda ds, tmp: ["train", "--work", str(tmp / "w"), "fold=x"],
     "bad duration": lambda ds, tmp: ["train", "--time-budget", "90"],

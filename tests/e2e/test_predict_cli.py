@@ -256,7 +256,7 @@ def test_a_bad_case_fails_alone(
     [
         (["--config", "best"], "best.json not found"),
         (["--config", "unet3d", "--folds", "3"], "fold(s) 3 of 'unet3d' have no checkpoint_final"),
-        (["--config", "unet3d", "--step-size", "0"], "--step-size must satisfy 0 < step <= 1"),
+        (["--config", "unet3d", "--step-size", "0"], "--step-size: expected a number in (0, 1]"),
         (["--config", "unet3d", "--save-feature-maps", "normal:0"], "needs a DeepMedic"),
         (["--config", "deepmedic", "--save-feature-maps", "deep:1"], "invalid feature-map"),
         (["--model", "missing.zip"], "model archive not found"),
@@ -273,7 +273,8 @@ def test_fatal_errors_are_one_line(
     ws = None if "--model" in args else workspace
     assert predict(ws, [dataset / "imagesTs"], tmp_path / "out", *args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("autoseg: error: ") and message in err[-1]
+    assert err[-1].startswith(("autoseg: error: ", "autoseg predict: error: "))
+    assert message in err[-1]
     assert not (tmp_path / "out" / f"{CASE}.nii.gz").exists()
 
 
