@@ -5,8 +5,9 @@ handler that makes one library call (in ``data_commands``, ``pipeline_commands``
 ``predict_commands``, ...); both are registered in :data:`COMMANDS`. Heavy imports (torch,
 ...) happen inside handlers so ``autoseg --help`` starts fast.
 
-Exit codes: 0 success; 2 usage errors and any :class:`~autoseg.errors.AutosegError` (one
-line, no traceback); 1 an unexpected exception (a bug: traceback printed).
+Exit codes: 0 success; 2 usage errors, any :class:`~autoseg.errors.AutosegError` and a full
+or read-only disk (one line, no traceback); 1 an unexpected exception (a bug: traceback
+printed).
 """
 
 from __future__ import annotations
@@ -194,7 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autoseg: interrupted", file=sys.stderr)
         return 130
-    except Exception:
+    except Exception as err:
+        from autoseg.atomic import STORAGE_ERRNOS, storage_error
+
+        if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS and err.filename:
+            # a full or read-only disk outside autoseg's own writers: still one line
+            if args.debug:
+                traceback.print_exc()
+            print(f"autoseg: error: {storage_error(err, err.filename)}", file=sys.stderr)
+            return 2
         traceback.print_exc()
         print("autoseg: internal error (a bug): please report the traceback above", file=sys.stderr)
         return 1

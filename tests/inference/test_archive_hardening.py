@@ -157,5 +157,5 @@ def test_pinned_archive_digest(
     assert main(["export-model", *argv[1:], "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"autoseg: error: {tmp_path}: --out is a folder; give the archive's file name, e.g. "
-        f"{tmp_path / 'model.zip'}"
+        f"{tmp_path / 'model.zip'} (see 'autoseg export-model --help')"
     )

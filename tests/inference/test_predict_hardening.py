@@ -73,7 +73,8 @@ def test_output_that_is_a_file_or_cannot_be_written(
     a_file.write_bytes(b"")
     code, _, err = _predict(run_cli, trained, test_images, a_file)
     assert code == 2 and _errors(err) == [
-        f"autoseg: error: {a_file}: OUTPUT is a file; give a folder (it is created if needed)"
+        f"autoseg: error: {a_file}: OUTPUT is a file; give a folder (it is created if needed) "
+        "(see 'autoseg predict --help')"
     ]
     locked = tmp_path / "locked"
     locked.mkdir()
