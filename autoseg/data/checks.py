@@ -27,6 +27,7 @@ from autoseg.errors import AutosegError, DatasetError, one_line
 from autoseg.names import case_id_problem
 
 __all__ = [
+    "CHECKS_VERSION",
     "Problem",
     "check_case_ids",
     "check_declared_labels",
@@ -44,6 +45,11 @@ __all__ = [
     "unique_values",
 ]
 
+CHECKS_VERSION = 2
+"""Raised whenever a check is added or tightened: a dataset verified by fewer checks (plan's
+``verify.json``, keyed by :func:`autoseg.data.verify_cache.checks_digest`, which holds this
+number and the checks' source) is verified again. 2: case ids, file kinds, geometry, voxel
+types, gzip."""
 SPACING_RTOL = 1e-3
 """Relative tolerance on voxel spacing between the files of one case."""
 ORIGIN_TOL_MM = 1e-2

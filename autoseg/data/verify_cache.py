@@ -6,8 +6,8 @@ is kept in the workspace's ``verify.json`` under a signature of its files: path,
 modification time and a SHA-256 of the file's first :data:`HEADER_BYTES` bytes (the image
 header and the start of its data). A case whose files all still match is not read again; a
 case with any changed, added, removed, truncated or rewritten file is read and checked
-again. The checks' own source code is part of the key too (:func:`checks_digest`), so a
-newer autoseg with other checks re-verifies everything once.
+again. The checks' own source code and their version number are part of the key too
+(:func:`checks_digest`), so a newer autoseg with other checks re-verifies everything once.
 
 What the signature does not see: a file changed in place beyond its first
 :data:`HEADER_BYTES` bytes while keeping its size and modification time (which takes
@@ -100,9 +100,10 @@ def case_signature(case: Case, expectations: str) -> str:
 
 
 def checks_digest() -> str:
-    """SHA-256 of the source of the modules that implement the per-case checks: reading
-    (gzip integrity included), headers and geometry, voxel types, values."""
-    digest = hashlib.sha256()
+    """SHA-256 of :data:`~autoseg.data.checks.CHECKS_VERSION` and of the source of the
+    modules that implement the per-case checks: reading (gzip integrity included), headers
+    and geometry, voxel types, values."""
+    digest = hashlib.sha256(f"checks version {checks.CHECKS_VERSION}\n".encode())
     for module in (checks, header_checks, case_io, imageio, geometry):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()

@@ -16,6 +16,7 @@ import pytest
 
 from autoseg.data.case_io import CaseArrays
 from autoseg.data.geometry import Geometry
+from autoseg.data.verify_cache import CaseRecord
 from autoseg.errors import DatasetError
 from autoseg.preprocessing.normalize import ChannelNormalization
 from autoseg.preprocessing.pipeline import PreprocessingSettings, preprocess_arrays
@@ -209,3 +210,43 @@ def test_resampling_to_an_absurd_size_is_refused_before_allocating() -> None:
     with pytest.raises(DatasetError, match=r"would make a 7200x7200x7200 volume") as raised:
         preprocess_arrays(arrays, settings)
     assert raised.value.case_id == "big"
+
+
+def _old_verify_cache(dataset: Path, cache: Path) -> None:
+    """The verify.json an older autoseg (other checks, so another checks digest) would have
+    left: every case with its current file signature, none with a problem."""
+    from autoseg.data import verify_cache
+    from autoseg.data.case_io import CaseExpectations
+    from autoseg.data.formats import load_dataset
+
+    loaded = load_dataset(dataset)
+    cases = loaded.cases + loaded.test_cases
+    expectations = repr(CaseExpectations.from_dataset(loaded))
+    _, _, signatures = verify_cache.reusable(cases, {}, expectations)
+    entries = {c.case_id: (signatures[c.case_id], CaseRecord(c.case_id, ())) for c in cases}
+    verify_cache.save_verify_cache(cache, entries, ok=True)
+    assert len(verify_cache.load_verify_cache(cache)) == len(cases)  # trusted as it stands
+    data = json.loads(cache.read_text())
+    data["checks"] = "0" * 64  # the digest of older checks
+    cache.write_text(json.dumps(data))
+
+
+def test_a_dataset_verified_before_these_checks_is_verified_again(
+    broken: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """verify.json of an older autoseg must not let a broken header skip the new checks."""
+    for path in _files(broken):
+        _nan_affine(path)
+    work = tmp_path / "work"
+    work.mkdir()
+    _old_verify_cache(broken, work / "verify.json")
+    code, _, err = run_cli("plan", broken, "--work", work, "--device", "cpu", "-np", "1")
+    assert code == 2 and "affine holds NaN or infinite values" in err.strip().splitlines()[-1]
+
+
+def test_the_checks_version_is_part_of_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoseg.data import checks, verify_cache
+
+    before = verify_cache.checks_digest()
+    monkeypatch.setattr(checks, "CHECKS_VERSION", checks.CHECKS_VERSION + 1)
+    assert verify_cache.checks_digest() != before
