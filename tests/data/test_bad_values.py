@@ -5,6 +5,7 @@ were missing (only background, constant images, a declared label that never occu
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections.abc import Callable
@@ -16,7 +17,6 @@ import pytest
 
 from autoseg.data.case_io import CaseArrays
 from autoseg.data.geometry import Geometry
-from autoseg.data.verify_cache import CaseRecord
 from autoseg.errors import DatasetError
 from autoseg.preprocessing.normalize import ChannelNormalization
 from autoseg.preprocessing.pipeline import PreprocessingSettings, preprocess_arrays
@@ -213,35 +213,39 @@ def test_resampling_to_an_absurd_size_is_refused_before_allocating() -> None:
 
 
 def _old_verify_cache(dataset: Path, cache: Path) -> None:
-    """The verify.json an older autoseg (other checks, so another checks digest) would have
-    left: every case with its current file signature, none with a problem."""
+    """The verify.json an older autoseg (fewer checks) would have left for ``dataset`` as it
+    is now: every case with its current file signature and grid, but no warning (those
+    checks did not exist), under the digest of the older checks."""
     from autoseg.data import verify_cache
-    from autoseg.data.case_io import CaseExpectations
-    from autoseg.data.formats import load_dataset
+    from autoseg.data.verify import verify_dataset
 
-    loaded = load_dataset(dataset)
-    cases = loaded.cases + loaded.test_cases
-    expectations = repr(CaseExpectations.from_dataset(loaded))
-    _, _, signatures = verify_cache.reusable(cases, {}, expectations)
-    entries = {c.case_id: (signatures[c.case_id], CaseRecord(c.case_id, ())) for c in cases}
-    verify_cache.save_verify_cache(cache, entries, ok=True)
-    assert len(verify_cache.load_verify_cache(cache)) == len(cases)  # trusted as it stands
+    verify_dataset(dataset, cache=cache)
+    entries = verify_cache.load_verify_cache(cache)
+    assert entries and any(record.warnings for _, record in entries.values())
+    old = {k: (sig, dataclasses.replace(r, warnings=())) for k, (sig, r) in entries.items()}
+    verify_cache.save_verify_cache(cache, old, ok=True)
     data = json.loads(cache.read_text())
-    data["checks"] = "0" * 64  # the digest of older checks
+    data["checks"] = "0" * 64  # the digest of the older checks
     cache.write_text(json.dumps(data))
 
 
 def test_a_dataset_verified_before_these_checks_is_verified_again(
     broken: Path, tmp_path: Path, run_cli: RunCli
 ) -> None:
-    """verify.json of an older autoseg must not let a broken header skip the new checks."""
-    for path in _files(broken):
-        _nan_affine(path)
+    """verify.json of an older autoseg (fewer checks) does not skip the new ones: here the
+    warning about a constant image, which the old record of its case lacks, and the
+    dataset-level warning about a label that occurs nowhere."""
+    channel = _files(broken)[0]
+    _save(channel, np.full(nib.load(channel).shape, 7, dtype=np.int16))
+    for label in sorted(broken.glob("labelsT[rs]/*.nii.gz")):
+        data = np.asanyarray(nib.load(label).dataobj)
+        _save(label, np.where(data == 3, 1, data).astype(data.dtype))
     work = tmp_path / "work"
     work.mkdir()
     _old_verify_cache(broken, work / "verify.json")
     code, _, err = run_cli("plan", broken, "--work", work, "--device", "cpu", "-np", "1")
-    assert code == 2 and "affine holds NaN or infinite values" in err.strip().splitlines()[-1]
+    assert code == 0 and "label 3 ('satellite') is declared but occurs in no label map" in err
+    assert f"{CASE} {channel}: image is constant (every voxel is 7)" in err
 
 
 def test_the_checks_version_is_part_of_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
