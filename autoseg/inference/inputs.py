@@ -141,11 +141,15 @@ def _is_dataset(path: Path) -> bool:
 
 def _read_dataset(path: Path, num_channels: int, use_roi: bool) -> PredictionInputs:
     """The test cases of a dataset (any format autoseg reads). Problems of its training cases
-    do not matter here; those of the test cases' files are found by the checks of predict."""
+    do not matter here; those of the test cases' files are found by the checks of predict.
+    A case id that cannot name a file stops the run (the readers leave such cases out)."""
     result = read_dataset(path)
     dataset = result.dataset
     if dataset is None:
         raise result.problems[0].to_error(extra=len(result.problems) - 1)
+    for problem in result.problems:  # a case that cannot name its output: refused, not skipped
+        if problem.check == "case_id":
+            raise InputError(problem.message, path=problem.path)
     if dataset.num_channels != num_channels:
         raise InputError(
             f"the dataset has {dataset.num_channels} channel(s) "

@@ -170,3 +170,30 @@ def test_the_real_msd_hippocampus_folder_is_read_with_its_names() -> None:
     assert inputs.cases[0].case_id == "hippocampus_001"
     targets = read_dataset_targets(HIPPOCAMPUS / "dataset.json")
     assert targets.labels == [1, 2] and targets.names["1"] == "Anterior"
+
+
+def test_a_dataset_input_with_a_case_id_that_cannot_name_a_file_is_refused(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """The dataset readers leave such a case out; predict must not skip it silently."""
+    import shutil
+
+    dataset = Path(shutil.copytree(tiny_dataset, tmp_path / "ds"))
+    image = sorted((dataset / "imagesTs").glob("*_0000.nii.gz"))[0]
+    bad = image.with_name(" " + image.name)  # a leading space
+    image.rename(bad)
+    bad.with_name(bad.name.replace("_0000", "_0001")).write_bytes(
+        image.with_name(image.name.replace("_0000", "_0001")).read_bytes()
+    )
+    image.with_name(image.name.replace("_0000", "_0001")).unlink()
+    with pytest.raises(InputError, match="white space") as raised:
+        read_inputs([dataset], CHANNELS, use_roi=False)
+    assert raised.value.path == bad
+
+
+def test_msd_named_files_with_a_case_id_that_cannot_name_a_file_are_refused(
+    tmp_path: Path,
+) -> None:
+    touch(tmp_path, " case.nii.gz")
+    with pytest.raises(InputError, match="white space"):
+        read_inputs([tmp_path], CHANNELS, use_roi=False)
