@@ -124,3 +124,37 @@ def test_replanning_reads_no_image(dataset: Path, tmp_path: Path, reads: list[st
     report = run_plan(dataset, workspace, device="cpu")
     assert reads == []
     assert report.fingerprint_reused and report.plans_reused
+
+
+def test_cached_cases_report_the_same_problems_and_warnings(
+    dataset: Path, tmp_path: Path, reads: list[str]
+) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    constant, broken = (_image(dataset, case) for case in _case_ids(dataset)[:2])
+    image = nib.load(constant)
+    nib.save(nib.Nifti1Image(np.full(image.shape, 7, np.int16), image.affine), constant)
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated: a problem
+    cache = tmp_path / "verify.json"
+    fresh = verify_dataset(dataset, cache=cache)
+    assert [w.check for w in fresh.warnings] == ["constant_image"]
+    assert fresh.warnings[0].warning and not any(p.warning for p in fresh.problems)
+    reads.clear()
+    cached = verify_dataset(dataset, cache=cache)
+    assert reads == []
+    assert cached.problems == fresh.problems and cached.warnings == fresh.warnings
+    assert cached.to_dict() == fresh.to_dict()  # severities included
+
+
+@pytest.mark.parametrize("module", ["checks", "header_checks", "case_io", "imageio", "geometry"])
+def test_every_module_of_the_checks_is_part_of_the_key(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autoseg import data
+
+    before = verify_cache.checks_digest()
+    changed = tmp_path / f"{module}.py"
+    changed.write_text("# another version of the checks\n")
+    monkeypatch.setattr(getattr(data, module), "__file__", str(changed))
+    assert verify_cache.checks_digest() != before
