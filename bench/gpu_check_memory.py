@@ -57,10 +57,10 @@ def step_session(plans: Any, name: str, ctx: Context) -> Any:
     amp = use_autocast(config.amp, where.type, plan.precision)
     seed_everything(0)
     module = build_network(plan.network).to(where).train()
-    lr, momentum = strategy.defaults.lr, strategy.defaults.momentum
+    lr, momentum = plan.lr, strategy.defaults.momentum
     optimizer = make_optimizer(
         module.parameters(),
-        config.optimizer,
+        plan.optimizer,
         lr=lr,
         momentum=momentum,
         weight_decay=config.weight_decay,

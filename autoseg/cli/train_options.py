@@ -75,7 +75,10 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
         help="fit the epochs of each fold into this wall-clock time, e.g. 90m, 2h, 45s "
         "(CPU default without --epochs: 60m)",
     )
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default: sgd")
+    g.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=None,
+        help="default: the plan's (SGD on a GPU; on a CPU Adam for the U-Net)",
+    )  # fmt: skip
     g.add_argument("--lr", type=positive_float, metavar="LR", help="initial learning rate")
     g.add_argument("--momentum", type=_momentum, metavar="M", help="SGD (Nesterov) momentum")
     g.add_argument(

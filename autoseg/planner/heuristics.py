@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.errors import ConfigError
-from autoseg.strict import did_you_mean, load_json
+from autoseg.strict import choice_error, did_you_mean, load_json
 
-__all__ = ["PlannerHeuristics", "load_heuristics"]
+__all__ = ["OPTIMIZERS", "PlannerHeuristics", "load_heuristics"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+"""Optimisers a plan (and ``autoseg train --optimizer``) may name."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,16 @@ class PlannerHeuristics:
         deepmedic_min_train_output: Smallest training output segment edge.
         deepmedic_inference_output: Inference output segment edge (finest axis).
         deepmedic_min_batch_size / deepmedic_max_batch_size: Batch range of segments.
+
+    Training (recorded in each configuration of plans.json; ``autoseg train`` uses them unless
+    ``--optimizer`` / ``--lr`` are given):
+        unet_optimizer / unet_lr: Optimiser ("sgd" with Nesterov momentum, "adam" or
+            "adamw") and initial learning rate of the U-Net on a GPU (nnU-Net's SGD at 1e-2).
+        cpu_unet_optimizer / cpu_unet_lr: The same on a CPU, where a run is minutes to
+            hours: Adam at 3e-3 reached a higher validation Dice than SGD at 1e-2 after the
+            same iterations on the Hippocampus dev set (bench/RESULTS.md).
+        deepmedic_optimizer / deepmedic_lr, cpu_deepmedic_optimizer / cpu_deepmedic_lr:
+            DeepMedic's, on a GPU and on a CPU.
 
     Class balance:
         class_weight_power: Sampling weight of a class is proportional to its voxel frequency
@@ -107,6 +120,15 @@ class PlannerHeuristics:
     deepmedic_min_batch_size: int = 4
     deepmedic_max_batch_size: int = 32
 
+    unet_optimizer: str = "sgd"
+    unet_lr: float = 1e-2
+    cpu_unet_optimizer: str = "adam"
+    cpu_unet_lr: float = 3e-3
+    deepmedic_optimizer: str = "sgd"
+    deepmedic_lr: float = 1e-2
+    cpu_deepmedic_optimizer: str = "sgd"
+    cpu_deepmedic_lr: float = 1e-2
+
     class_weight_power: float = 0.5
 
     memory_safety_margin: float = 0.85
@@ -123,6 +145,10 @@ class PlannerHeuristics:
                 object.__setattr__(self, f.name, value)
                 if any(v < 2 for v in value):
                     raise ConfigError(f"{f.name} must all be >= 2, got {value}")
+                continue
+            if f.name.endswith("_optimizer"):
+                if value not in OPTIMIZERS:
+                    raise choice_error(f.name, value, OPTIMIZERS)
                 continue
             cast = int if f.type in ("int", int) else float
             value = cast(value)

@@ -37,6 +37,7 @@ __all__ = [
     "normalization_for",
     "plan_dataset",
     "precision_for",
+    "training_for",
 ]
 
 CONFIGURATIONS = ("unet3d", "deepmedic")
@@ -184,6 +185,18 @@ def precision_for(kind: str, hardware: HardwareTarget, heuristics: PlannerHeuris
     )
 
 
+def training_for(
+    kind: str, hardware: HardwareTarget, heuristics: PlannerHeuristics
+) -> tuple[str, float]:
+    """The optimiser and learning rate a configuration trains with by default: the family's
+    heuristics for the device planned for (``cpu_unet_optimizer`` / ``cpu_unet_lr`` on a CPU,
+    ``unet_optimizer`` / ``unet_lr`` on a GPU; DeepMedic's likewise)."""
+    family = "deepmedic" if network_family(kind) == "deepmedic" else "unet"
+    prefix = "cpu_" if hardware.device == "cpu" else ""
+    optimizer = getattr(heuristics, f"{prefix}{family}_optimizer")
+    return str(optimizer), float(getattr(heuristics, f"{prefix}{family}_lr"))
+
+
 def compute_budget_gflops(
     kind: str, precision: str, hardware: HardwareTarget, heuristics: PlannerHeuristics
 ) -> float | None:
@@ -221,6 +234,7 @@ def _configuration(
     batch: int,
     oversample: float,
     precision: str,
+    training: tuple[str, float],
     common: dict,  # type: ignore[type-arg]
 ) -> ConfigurationPlan:
     return ConfigurationPlan(
@@ -236,6 +250,8 @@ def _configuration(
         estimated_gflops_per_iteration=estimate_training_gflops(network, patch, batch),
         foreground_oversample=oversample,
         precision=precision,
+        optimizer=training[0],
+        lr=training[1],
         **common,
     )
 
@@ -273,6 +289,7 @@ def _plan_unet(
         choice.batch_size,
         heuristics.unet_foreground_oversample,
         precision,
+        training_for("unet3d", hardware, heuristics),
         common,
     )
 
@@ -302,5 +319,6 @@ def _plan_deepmedic(
         choice.batch_size,
         0.0,
         precision,
+        training_for("deepmedic", hardware, heuristics),
         common,
     )

@@ -112,6 +112,9 @@ class ConfigurationPlan:
         estimated_gflops_per_iteration: Training compute of one iteration (forward+backward).
         foreground_oversample: Fraction of each U-Net batch forced to contain foreground.
         augmentation: Augmentation parameters.
+        optimizer: The optimiser training uses unless ``--optimizer`` is given ("sgd",
+            "adam", "adamw"; from the heuristics for the family and device).
+        lr: Its initial learning rate (unless ``--lr``).
     """
 
     name: str
@@ -127,6 +130,8 @@ class ConfigurationPlan:
     estimated_gflops_per_iteration: float
     foreground_oversample: float
     augmentation: AugmentationPlan
+    optimizer: str = "sgd"
+    lr: float = 1e-2
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -157,6 +162,8 @@ class ConfigurationPlan:
             estimated_gflops_per_iteration=float(data["estimated_gflops_per_iteration"]),
             foreground_oversample=float(data["foreground_oversample"]),
             augmentation=AugmentationPlan.from_dict(data["augmentation"]),
+            optimizer=str(data["optimizer"]),
+            lr=float(data["lr"]),
         )
 
 

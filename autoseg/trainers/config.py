@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.errors import ConfigError
+from autoseg.planner.heuristics import OPTIMIZERS
 from autoseg.strict import check_keys, choice_error
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
 ]
 
 DEVICES = ("auto", "cuda", "cpu", "mps")
-OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("poly", "plateau", "constant")
 LOSSES = ("dice_ce", "generalized_dice_ce", "ce", "dice")
 _CUDA_INDEX = re.compile(r"cuda:\d+")
@@ -61,8 +61,9 @@ class TrainConfig:
             "cpu" or "mps".
         amp: Mixed precision; None = on for CUDA when the plan says "amp". Only on CUDA.
         seed: Seed of the weights, the sampling and the augmentation.
-        optimizer: "sgd" (Nesterov momentum), "adam" or "adamw".
-        lr: Initial learning rate; None = the network family's default.
+        optimizer: "sgd" (Nesterov momentum), "adam" or "adamw"; None = the plan's (its
+            configuration's ``optimizer``: SGD on a GPU, Adam for the U-Net on a CPU).
+        lr: Initial learning rate; None = the plan's (its configuration's ``lr``).
         momentum: SGD momentum; None = the family's default.
         weight_decay: L2 weight decay (decoupled for AdamW).
         schedule: "poly" (``lr * (1 - epoch / epochs) ** poly_exponent``), "plateau"
@@ -98,7 +99,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool | None = None
     seed: int = 0
-    optimizer: str = "sgd"
+    optimizer: str | None = None
     lr: float | None = None
     momentum: float | None = None
     weight_decay: float = 3e-5
@@ -144,12 +145,10 @@ class TrainConfig:
             )
         if not is_train_device(self.device):
             raise choice_error("device", self.device, [*DEVICES, "cuda:N"])
-        for name, choices in (
-            ("optimizer", OPTIMIZERS),
-            ("schedule", SCHEDULES),
-        ):
-            if getattr(self, name) not in choices:
-                raise choice_error(name, getattr(self, name), choices)
+        if self.schedule not in SCHEDULES:
+            raise choice_error("schedule", self.schedule, SCHEDULES)
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise choice_error("optimizer", self.optimizer, OPTIMIZERS)
         if self.loss is not None and self.loss not in LOSSES:
             raise choice_error("loss", self.loss, LOSSES)
 

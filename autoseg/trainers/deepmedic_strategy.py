@@ -15,8 +15,9 @@ optional; the Dice statistics are summed over the batch, the segments being smal
 region-based training binary cross-entropy + Dice per region (one sigmoid output each), and
 ignore-label voxels take no part in any term.
 
-Defaults: SGD with Nesterov momentum 0.9 and lr 1e-2, cross-entropy (nnU-Net's U-Net
-defaults are momentum 0.99 and Dice + CE). DeepMedic trains a batch-normalised network with
+Defaults: Nesterov momentum 0.9 when the plan's optimiser is SGD (the plan chooses
+optimiser and learning rate), cross-entropy (nnU-Net's U-Net defaults are momentum 0.99 and
+Dice + CE). DeepMedic trains a batch-normalised network with
 dropout on small segments, and its own optimiser uses moderate momentum (RMSProp, momentum
 0.6, lr 1e-3); on the two-class phantom of bench/train_accuracy.py (3-4 minute CPU runs)
 momentum 0.9 and 0.99 reached the same validation Dice (0.921 and 0.917), so the more
@@ -98,7 +99,7 @@ class DeepMedicStrategy:
     """The DeepMedic family's :class:`~autoseg.trainers.strategy.TrainingStrategy`."""
 
     kind = "deepmedic"
-    defaults = FamilyDefaults(lr=1e-2, momentum=0.9, loss="ce")
+    defaults = FamilyDefaults(momentum=0.9, loss="ce")
 
     def _sampler(
         self, config: ConfigurationPlan, folder: Path, ids: Sequence[str], train: bool

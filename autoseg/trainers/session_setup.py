@@ -38,12 +38,19 @@ _log = get_logger(__name__)
 
 
 def _hyper(
-    config: TrainConfig, strategy: TrainingStrategy, workers: int, region_based: bool
+    config: TrainConfig,
+    plan: ConfigurationPlan,
+    strategy: TrainingStrategy,
+    workers: int,
+    region_based: bool,
 ) -> dict[str, Any]:
+    """The optimiser and learning rate (the command line's, else the plan's), momentum and
+    loss (the command line's, else the family's), and the loader workers."""
     defaults = strategy.defaults
     loss = defaults.region_loss if region_based else defaults.loss
     return {
-        "lr": config.lr if config.lr is not None else defaults.lr,
+        "optimizer": config.optimizer if config.optimizer is not None else plan.optimizer,
+        "lr": config.lr if config.lr is not None else plan.lr,
         "momentum": config.momentum if config.momentum is not None else defaults.momentum,
         "loss": config.loss if config.loss is not None else loss,
         "num_workers": workers,
@@ -64,7 +71,10 @@ def _resolve(
     workers = config.num_workers
     if workers is None:
         workers = default_num_workers(device, cores)
-    resolved = {"device": str(device), **_hyper(config, strategy, workers, plans.region_based)}
+    resolved = {
+        "device": str(device),
+        **_hyper(config, plan, strategy, workers, plans.region_based),
+    }
     resolved["amp"] = use_autocast(config.amp, device.type, plan.precision)
     resolved["channels_last"] = (
         config.channels_last
@@ -130,7 +140,7 @@ def open_session(
         resolved["pretrained"] = str(pretrained)
     optimizer = make_optimizer(
         module.parameters(),
-        config.optimizer,
+        resolved["optimizer"],
         lr=resolved["lr"],
         momentum=resolved["momentum"],
         weight_decay=config.weight_decay,

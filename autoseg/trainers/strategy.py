@@ -28,8 +28,10 @@ __all__ = ["FamilyDefaults", "LoaderSpec", "TrainingStrategy", "confusion_counts
 class FamilyDefaults:
     """Hyper-parameters a family uses when TrainConfig leaves them at None.
 
+    (The optimiser and learning rate come from the plan: ``ConfigurationPlan.optimizer`` and
+    ``lr``.)
+
     Attributes:
-        lr: Initial learning rate.
         momentum: SGD momentum.
         loss: Loss kind (see :data:`autoseg.trainers.losses.LOSS_KINDS`).
         channels_last_on_cpu: Train in the channels-last-3d memory format on a CPU.
@@ -37,7 +39,6 @@ class FamilyDefaults:
             region, as nnU-Net trains regions).
     """
 
-    lr: float
     momentum: float
     loss: str
     channels_last_on_cpu: bool = False

@@ -5,10 +5,11 @@ the shared augmentation, targets downsampled for every deep-supervision output (
 neighbour: every ``factor``-th voxel along each axis, the factors being the products of the
 strides, as in ``UNetConfig.deep_supervision_scales``), and Dice + cross-entropy with weights
 halving per output level (binary cross-entropy + Dice per region for region-based training;
-ignore-label voxels left out of every term, at every level). Defaults as nnU-Net: SGD lr
-1e-2, Nesterov momentum 0.99. On a CPU the channels-last-3d memory format is on by default
-(bench/train_speed.py, 2-core CPU: 1.68 against 1.25 iterations/s with two threads, 1.62
-against 1.43 with one).
+ignore-label voxels left out of every term, at every level). Momentum as nnU-Net's (0.99,
+Nesterov) when the plan's optimiser is SGD (the plan chooses optimiser and learning rate:
+nnU-Net's SGD at 1e-2 on a GPU, Adam at 3e-3 on a CPU). On a CPU the channels-last-3d
+memory format is on by default (bench/train_speed.py, 2-core CPU: 1.68 against 1.25
+iterations/s with two threads, 1.62 against 1.43 with one).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class UNetStrategy:
     """The U-Net family's :class:`~autoseg.trainers.strategy.TrainingStrategy`."""
 
     kind = "unet3d"
-    defaults = FamilyDefaults(lr=1e-2, momentum=0.99, loss="dice_ce", channels_last_on_cpu=True)
+    defaults = FamilyDefaults(momentum=0.99, loss="dice_ce", channels_last_on_cpu=True)
 
     def _sampler(
         self,

