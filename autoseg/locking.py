@@ -14,8 +14,12 @@ PID, host, start time and command. While held, a background thread touches it ev
 - takes over a lock file it cannot parse once it is older than a few seconds (a write that
   was cut short).
 
-A stale lock is renamed away before a new one is made, and the renamed file is checked to be
-the one judged stale, so two processes taking over one stale lock do not both succeed.
+A stale lock is removed under a short guard (an advisory ``flock`` of ``<lock>.guard``, which
+the kernel releases when its holder dies) after checking, under that guard, that the lock file
+still names the holder judged stale; the new lock is then created with ``O_EXCL`` as usual.
+So of several processes taking over one stale lock exactly one gets it, and none removes a
+lock another has just made. (Renaming the lock aside instead left a moment with no lock file,
+in which a third process could create one that was then removed.)
 """
 
 from __future__ import annotations
@@ -25,12 +29,18 @@ import os
 import sys
 import threading
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: the guard is a no-op there
+    fcntl = None  # type: ignore[assignment]
 
 from autoseg.atomic import STORAGE_ERRNOS, make_folder, storage_error
 from autoseg.errors import LockError
@@ -95,6 +105,18 @@ def read_holder(path: Path) -> LockHolder | None:
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+
+
+@contextmanager
+def _guard(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock of ``path`` for the block (released if the process dies)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _age(path: Path) -> float:
@@ -200,19 +222,13 @@ class FileLock:
         )
 
     def _take_over(self, holder: LockHolder | None, reason: str) -> None:
-        aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}")
-        try:
-            os.replace(self.path, aside)
-        except FileNotFoundError:
-            return  # someone else removed it: try to create ours
-        if read_holder(aside) != holder:  # another process's fresh lock: put it back
-            with suppress(OSError):
-                os.link(aside, self.path)
-            with suppress(OSError):
-                aside.unlink()
-            return
-        with suppress(OSError):
-            aside.unlink()
+        with _guard(self.path.with_name(f"{self.path.name}.guard")):
+            if read_holder(self.path) != holder:
+                return  # taken over (or released) meanwhile: judge the lock again
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                return
         who = holder.describe() if holder is not None else "an unknown process"
         _log.warning("taking over the lock of %s held by %s: %s", self.what, who, reason)
 

@@ -232,7 +232,7 @@ def _save_epoch(session: Session, paths: FoldPaths, record: EpochRecord, improve
 
 def _plot(session: Session, paths: FoldPaths) -> None:
     """progress.png, titled with the dataset, configuration and fold, labels by name."""
-    session.plotted = (time.perf_counter(), len(session.state.history))
+    start = time.perf_counter()
     plans, spec = session.spec.plans, session.spec
     plot_progress(
         session.state.history,
@@ -241,6 +241,8 @@ def _plot(session: Session, paths: FoldPaths) -> None:
         title=f"{plans.dataset_name} · {spec.config_name} · fold {spec.fold}",
         ema_momentum=ema_momentum(session.state.total_epochs),
     )
+    session.plotted = (time.perf_counter(), len(session.state.history))
+    session.plot_seconds = session.plotted[0] - start
 
 
 def _train(session: Session, paths: FoldPaths, on_epoch: EpochCallback | None = None) -> None:

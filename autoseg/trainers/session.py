@@ -28,6 +28,7 @@ from batchgenerators.dataloading.single_threaded_augmenter import SingleThreaded
 from autoseg.planner.plans import ConfigurationPlan, Plans
 from autoseg.seeding import capture_rng_state
 from autoseg.trainers.config import TrainConfig
+from autoseg.trainers.cpu_threads import ThreadTuner
 from autoseg.trainers.distributed import DistContext
 from autoseg.trainers.losses import DeepSupervisionLoss, SegmentationLoss
 from autoseg.trainers.optim import LRSchedule
@@ -62,7 +63,7 @@ class BudgetTracker:
         iteration_seconds: Median iteration time of each epoch of this run.
         closings: Validation batches + checkpoint of each epoch of this run; ``saves``, the
             checkpoints (and curves) alone.
-        closing_seconds: What the next epoch's end is expected to take (the median of the
+        closing_seconds: What the next epoch's end is expected to take (the longest of the
             last three, with :data:`~autoseg.trainers.time_budget.RESERVE_MARGIN`).
         reserve_seconds: The current estimate of the final validation + last checkpoint.
         progress: The schedule's progress at the last iteration (it never goes back).
@@ -147,6 +148,10 @@ class Session:
     budget: BudgetTracker = field(default_factory=BudgetTracker)
     plotted: tuple[float, int] = (-math.inf, 0)
     """When progress.png was last drawn (``time.perf_counter()``) and with how many epochs."""
+    plot_seconds: float = 0.0
+    """What drawing progress.png took last time (the reserve keeps room for the last one)."""
+    threads: ThreadTuner | None = None
+    """Chooses torch's thread count by measurement on a busy CPU (None: fixed)."""
 
     def elapsed(self) -> float:
         """Training time of the fold so far (seconds), over every resumed run."""

@@ -23,6 +23,7 @@ from autoseg.planner.plans import ConfigurationPlan, Plans
 from autoseg.precision import use_autocast, uses_grad_scaler
 from autoseg.seeding import seed_everything
 from autoseg.trainers.config import TrainConfig
+from autoseg.trainers.cpu_threads import ThreadTuner
 from autoseg.trainers.device import default_num_workers, select_device
 from autoseg.trainers.distributed import DistContext
 from autoseg.trainers.optim import make_optimizer, make_schedule
@@ -84,6 +85,9 @@ def _resolve(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     resolved["threads"] = torch.get_num_threads()
+    resolved["adaptive_threads"] = (
+        device.type == "cpu" and config.threads is None and resolved["threads"] > 1
+    )
     if dist.is_distributed:
         batch = plan.batch_size
         resolved["distributed"] = {
@@ -170,6 +174,11 @@ def open_session(
         loss=strategy.make_loss(spec.plans, plan, resolved["loss"]),
         state=state,
         dist=dist,
+        threads=(
+            ThreadTuner(resolved["threads"], torch.set_num_threads)
+            if resolved["adaptive_threads"]
+            else None
+        ),
     )
     if checkpoint is not None:
         restore_session(session, checkpoint)

@@ -115,7 +115,8 @@ def _next_iteration(session: Session, done: int, durations: list[float]) -> floa
     """The learning rate of the epoch's next iteration, or None when the budget is over
     (the first iteration of a run always runs). Rank 0 decides under torchrun."""
     state = session.state
-    expected = statistics.median(durations[-20:]) if durations else 0.0
+    # the next iteration: as slow as the last one, or the recent median if that is slower
+    expected = max(statistics.median(durations[-10:]), durations[-1]) if durations else 0.0
     first_of_run = done == 0 and not state.history
     stop = not first_of_run and out_of_time(session, expected)
     progress, stop = share_iteration(session.dist, schedule_progress(session, done), stop)
@@ -143,11 +144,15 @@ def train_epoch(session: Session, epoch: int) -> EpochTimings:
             if lr is None:
                 break
             first_lr = lr if not losses else first_lr
+            if session.threads is not None:
+                session.threads.before()
             tick = time.perf_counter()
             batch = next(session.train_batches)
             inputs, targets = session.strategy.to_device(batch, plan, session.device)
             losses.append(train_step(session, inputs, targets))
             durations.append(time.perf_counter() - tick)
+            if session.threads is not None:
+                session.threads.after(durations[-1])
             if len(losses) == WARMUP_ITERATIONS and share_epoch_plan(
                 session.dist, session.state, shorten_epochs(session, durations)
             ):

@@ -198,7 +198,7 @@ def after_epoch(
     budget.iteration_seconds.append(iteration_seconds)
     budget.saves.append(session.save_seconds)
     budget.closings.append(validation_seconds + session.save_seconds)
-    budget.closing_seconds = statistics.median(budget.closings[-3:]) * RESERVE_MARGIN
+    budget.closing_seconds = max(budget.closings[-3:]) * RESERVE_MARGIN
     if budget.probe is not None and budget.probe_case_seconds is None:
         _probe_validation(session)
     budget.reserve_seconds = _reserve(session, seconds_per_voxel)
@@ -299,4 +299,5 @@ def _reserve(session: Session, seconds_per_voxel: float) -> float:
         voxels = _case_voxels(session).values()
         forward = sum(voxels) * seconds_per_voxel * passes
         validation = forward + _ROUGH_EXPORT_SECONDS * len(voxels)
-    return (validation + budget.recent_save_seconds()) * RESERVE_MARGIN
+    closing = budget.recent_save_seconds() + session.plot_seconds  # last checkpoint, curves
+    return (validation + closing) * RESERVE_MARGIN

@@ -202,3 +202,13 @@ def test_tensorboard_needs_its_package(planned: Workspace) -> None:
     else:
         [result] = run_training(planned, request)
         assert any((result.fold_dir / "tensorboard").iterdir())
+
+
+def test_cpu_threads_are_tuned_unless_given(planned: Workspace) -> None:
+    torch.set_num_threads(2)  # the fixture's one thread would leave nothing to tune
+    [tuned] = run_training(planned, _request(epochs=1))
+    resolved = json.loads((tuned.fold_dir / "train_config.json").read_text())["resolved"]
+    assert resolved["threads"] == 2 and resolved["adaptive_threads"] is True
+    [fixed] = run_training(planned, _request(fold=1, epochs=1, threads=2))
+    resolved = json.loads((fixed.fold_dir / "train_config.json").read_text())["resolved"]
+    assert resolved["threads"] == 2 and resolved["adaptive_threads"] is False

@@ -128,6 +128,7 @@ def _budget_session(tmp_path, budget: float | None, *, probe=None):  # type: ign
         strategy=SimpleNamespace(inference_voxels=lambda plan, shape, step: int(sum(shape))),
         budget=BudgetTracker(probe=probe),
         save_seconds=0.5,
+        plot_seconds=0.0,
         elapsed=clock,
         clock=clock,
     )
