@@ -2,7 +2,8 @@
 
 Small enough that one measured training step takes well under a second on one CPU thread, and
 diverse: U-Nets of 2 to 5 stages with anisotropic kernels and strides, 1 to 4 channels, batch
-1 to 4, with and without deep supervision; DeepMedics with 0 to 2 subsampled pathways, the
+1 to 4, with and without deep supervision; 2D U-Nets slicing across each axis, with the
+large batches 2D plans take; DeepMedics with 0 to 2 subsampled pathways, the
 paper's 8 layers and residuals, anisotropic factors, batch norm off, several FC layers.
 """
 
@@ -13,7 +14,12 @@ from typing import Any
 
 from autoseg.networks import DeepMedicConfig, PathwayConfig, SubsampledPathwayConfig, UNetConfig
 
-__all__ = ["ValidationCase", "deepmedic_validation_cases", "unet_validation_cases"]
+__all__ = [
+    "ValidationCase",
+    "deepmedic_validation_cases",
+    "unet2d_validation_cases",
+    "unet_validation_cases",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +132,51 @@ def unet_validation_cases() -> tuple[ValidationCase, ...]:
             optimizer="adam",
         ),
         _unet("wider, batch 2", 1, 2, (16, 32, 64), (iso,) * 3, (one, full, full), (16, 16, 16), 2),
+    )
+
+
+def _unet2d(
+    name: str,
+    axis: int,
+    c: int,
+    k: int,
+    feats: tuple[int, ...],
+    strides: Any,
+    patch: tuple[int, int, int],
+    batch: int,
+    ds: bool = True,
+) -> ValidationCase:
+    config = UNetConfig(
+        kind="unet2d",
+        slice_axis=axis,
+        in_channels=c,
+        num_classes=k,
+        features_per_stage=feats,
+        kernel_sizes=((3, 3),) * len(feats),
+        strides=strides,
+        deep_supervision=ds,
+    )
+    return ValidationCase(name, config, patch, batch)
+
+
+def unet2d_validation_cases() -> tuple[ValidationCase, ...]:
+    """Five small 2D U-Nets (slicing across Z, Y and X; 2 to 4 stages; batches up to 12)."""
+    one, full, flat = (1, 1), (2, 2), (1, 2)
+    return (
+        _unet2d("2D across Z", 0, 1, 2, (8, 16, 32), (one, full, full), (1, 32, 32), 12),
+        _unet2d("2D across Y, 2 ch", 1, 2, 3, (4, 8), (one, full), (16, 1, 16), 6),
+        _unet2d("2D across X, no DS", 2, 1, 4, (4, 8, 16), (one, full, full), (16, 16, 1), 8, False),
+        _unet2d(
+            "2D, 4 stages, one axis pooled last",
+            0,
+            3,
+            2,
+            (4, 8, 16, 16),
+            (one, full, full, flat),
+            (1, 16, 32),
+            4,
+        ),
+        _unet2d("2D, batch 1", 0, 1, 3, (8, 16), (one, full), (1, 24, 24), 1),
     )
 
 

@@ -51,10 +51,12 @@ def _build_deepmedic(config: Any) -> nn.Module:
 
 _BUILDERS: Mapping[str, Callable[[Any], nn.Module]] = {
     "unet3d": _build_unet,
+    "unet2d": _build_unet,
     "deepmedic": _build_deepmedic,
 }
 _PARSERS: Mapping[str, Callable[[dict[str, Any]], Any]] = {
     "unet3d": UNetConfig.from_dict,
+    "unet2d": UNetConfig.from_dict,
     "deepmedic": DeepMedicConfig.from_dict,
 }
 NETWORK_KINDS: tuple[str, ...] = tuple(sorted(_BUILDERS))

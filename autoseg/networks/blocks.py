@@ -23,7 +23,8 @@ Triple = tuple[int, int, int]
 
 
 class ConvNormAct(nn.Module):
-    """Conv3d → InstanceNorm3d (affine) → LeakyReLU(0.01, in place), 'same' padding.
+    """Conv → InstanceNorm (affine) → LeakyReLU(0.01, in place), 'same' padding: 3D for a
+    kernel triple, 2D (Conv2d, InstanceNorm2d) for a kernel pair.
 
     With stride 1 the spatial size is kept; with stride 2 along an axis it is halved (the
     size must be even there). The convolution has no bias: instance norm removes it.
@@ -31,19 +32,26 @@ class ConvNormAct(nn.Module):
     Args:
         in_channels: Input feature maps.
         out_channels: Output feature maps.
-        kernel_size: Odd kernel size per axis (Z, Y, X).
-        stride: Stride per axis (1 or 2); strided convolutions downsample the U-Net.
+        kernel_size: Odd kernel size per axis (Z, Y, X), or per axis of a slice.
+        stride: Stride per axis (1 or 2; default 1); strided convolutions downsample the U-Net.
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: Triple, stride: Triple = (1, 1, 1)
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, ...],
+        stride: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
-        padding = (kernel_size[0] // 2, kernel_size[1] // 2, kernel_size[2] // 2)
-        self.conv = nn.Conv3d(
+        padding = tuple(k // 2 for k in kernel_size)
+        stride = stride or (1,) * len(kernel_size)
+        conv = nn.Conv2d if len(kernel_size) == 2 else nn.Conv3d
+        norm = nn.InstanceNorm2d if len(kernel_size) == 2 else nn.InstanceNorm3d
+        self.conv = conv(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False
         )
-        self.norm = nn.InstanceNorm3d(out_channels, eps=1e-5, affine=True)
+        self.norm = norm(out_channels, eps=1e-5, affine=True)
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,9 +143,9 @@ def init_fan_in(module: nn.Module, negative_slope: float = 0.0) -> None:
     """
     gain = math.sqrt(2.0 / (1.0 + negative_slope**2))
     for m in module.modules():
-        if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
+        if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Conv2d, nn.ConvTranspose2d)):
             fan_in = m.weight.shape[1] * math.prod(m.weight.shape[2:])
-            if isinstance(m, nn.ConvTranspose3d):
+            if isinstance(m, (nn.ConvTranspose3d, nn.ConvTranspose2d)):
                 # weight is (in, out, k...); an output voxel sees in × prod(k / stride) inputs
                 taps = math.prod(m.weight.shape[2:]) / math.prod(m.stride)
                 fan_in = max(1, round(m.weight.shape[0] * taps))

@@ -1,4 +1,5 @@
-"""Deep-supervised 3D U-Net configuration: plain frozen data for plans.json (no torch here).
+"""Deep-supervised U-Net configuration (3D, or 2D on slices): plain frozen data for plans.json
+(no torch here).
 
 Encoder stage ``s`` applies ``convs_per_stage`` Conv→InstanceNorm→LeakyReLU blocks, the first
 with stride ``strides[s]`` (strided-conv downsampling; stage 0 keeps the resolution). Decoder
@@ -17,6 +18,19 @@ Example:
 
     has ``patch_divisor() == (4, 8, 8)``: a patch (Z, Y, X) must be a multiple of it, e.g.
     (20, 160, 160); the outputs in training are 20x160x160, 20x80x80 and 10x40x40.
+
+A ``kind="unet2d"`` config describes a 2D U-Net (Conv2d) on slices across ``slice_axis``:
+its kernels and strides are pairs over the two other axes, in (Z, Y, X) order. Everything
+that works per axis of a volume (patch divisor, stage shapes, the memory and compute
+models) sees it through :meth:`UNetConfig.kernels_3d` / :meth:`UNetConfig.strides_3d`: the
+pairs with a 1 inserted along the slice axis. Its patches are one voxel thick along that
+axis (the network folds that axis into the batch, so a thicker block is a batch of slices)::
+
+    UNetConfig(kind="unet2d", slice_axis=0, in_channels=1, num_classes=2,
+               features_per_stage=(32, 64), kernel_sizes=((3, 3), (3, 3)),
+               strides=((1, 1), (2, 2)))
+
+has ``patch_divisor() == (1, 2, 2)`` and takes patches such as (1, 64, 64).
 """
 
 from __future__ import annotations
@@ -28,23 +42,47 @@ from typing import Any
 from autoseg import strict
 from autoseg.errors import ConfigError
 
-__all__ = ["UNetConfig"]
+__all__ = ["UNET_KINDS", "UNetConfig"]
 
 Triple = tuple[int, int, int]
 _OWNER = "UNetConfig"
+UNET_KINDS = ("unet3d", "unet2d")
+"""The U-Net kinds: a 3D network, or a 2D network on slices."""
+
+
+def _axis_tuples(name: str, value: Any, dims: int) -> tuple[tuple[int, ...], ...]:
+    """A sequence of per-axis tuples of ``dims`` positive integers (triples or pairs)."""
+    if dims == 3:
+        return strict.as_triple_tuple(_OWNER, name, value, 1)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{_OWNER}: `{name}` must be a list, got {value!r}")
+    rows = []
+    for i, row in enumerate(value):
+        pair = strict.as_int_tuple(_OWNER, f"{name}[{i}]", row, 1)
+        if len(pair) != 2:
+            raise ConfigError(
+                f"{_OWNER}: `{name}[{i}]` of a 2D U-Net needs 2 values (the slice plane), "
+                f"got {list(pair)}"
+            )
+        rows.append(pair)
+    return tuple(rows)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UNetConfig:
-    """Topology of a deep-supervised 3D U-Net; JSON round trip via to_dict / from_dict.
+    """Topology of a deep-supervised U-Net; JSON round trip via to_dict / from_dict.
 
     Attributes:
-        kind: Always ``"unet3d"`` (selects the builder).
+        kind: ``"unet3d"`` or ``"unet2d"`` (selects the builder).
+        slice_axis: ``unet2d`` only: the axis (0 = Z, 1 = Y, 2 = X) the 2D network slices
+            across; None for ``unet3d``.
         in_channels: Image channels (modalities), >= 1.
         num_classes: Output classes including background, >= 2.
         features_per_stage: Feature maps of each resolution stage (stage 0 = full resolution).
-        kernel_sizes: Odd conv kernel size per stage, (Z, Y, X); e.g. (1, 3, 3) along a coarse z.
-        strides: Downsampling stride per stage and axis, each 1 or 2; stage 0 is (1, 1, 1).
+        kernel_sizes: Odd conv kernel size per stage, (Z, Y, X); e.g. (1, 3, 3) along a coarse z
+            (pairs over the slice plane for ``unet2d``).
+        strides: Downsampling stride per stage and axis, each 1 or 2; stage 0 is all 1
+            (pairs for ``unet2d``).
         convs_per_stage: Conv blocks per encoder stage and per decoder level, >= 1.
         deep_supervision: Return the logits of every decoder level in training mode.
 
@@ -53,18 +91,26 @@ class UNetConfig:
     """
 
     kind: str = "unet3d"
+    slice_axis: int | None = None
     in_channels: int
     num_classes: int
     features_per_stage: tuple[int, ...]
-    kernel_sizes: tuple[Triple, ...]
-    strides: tuple[Triple, ...]
+    kernel_sizes: tuple[tuple[int, ...], ...]
+    strides: tuple[tuple[int, ...], ...]
     convs_per_stage: int = 2
     deep_supervision: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if self.kind != "unet3d":
-            raise ConfigError(f"{_OWNER}: `kind` must be 'unet3d', got {self.kind!r}")
+        if self.kind not in UNET_KINDS:
+            raise ConfigError(f"{_OWNER}: `kind` must be 'unet3d' or 'unet2d', got {self.kind!r}")
+        if self.kind == "unet2d":
+            axis = strict.as_int(_OWNER, "slice_axis", self.slice_axis, 0)
+            if axis > 2:
+                raise ConfigError(f"{_OWNER}: `slice_axis` must be 0, 1 or 2, got {axis}")
+            set_(self, "slice_axis", axis)
+        elif self.slice_axis is not None:
+            raise ConfigError(f"{_OWNER}: `slice_axis` is for 'unet2d' only, got {self.slice_axis}")
         set_(self, "in_channels", strict.as_int(_OWNER, "in_channels", self.in_channels, 1))
         set_(self, "num_classes", strict.as_int(_OWNER, "num_classes", self.num_classes, 2))
         set_(
@@ -78,8 +124,8 @@ class UNetConfig:
             strict.as_bool(_OWNER, "deep_supervision", self.deep_supervision),
         )
         features = strict.as_int_tuple(_OWNER, "features_per_stage", self.features_per_stage, 1)
-        kernels = strict.as_triple_tuple(_OWNER, "kernel_sizes", self.kernel_sizes, 1)
-        strides = strict.as_triple_tuple(_OWNER, "strides", self.strides, 1)
+        kernels = _axis_tuples("kernel_sizes", self.kernel_sizes, self.spatial_dims)
+        strides = _axis_tuples("strides", self.strides, self.spatial_dims)
         set_(self, "features_per_stage", features)
         set_(self, "kernel_sizes", kernels)
         set_(self, "strides", strides)
@@ -97,13 +143,33 @@ class UNetConfig:
         for s, kernel in enumerate(self.kernel_sizes):
             if any(k % 2 == 0 for k in kernel):
                 raise ConfigError(f"{_OWNER}: `kernel_sizes[{s}]` must be odd, got {list(kernel)}")
-        if self.strides[0] != (1, 1, 1):
+        if any(v != 1 for v in self.strides[0]):
             raise ConfigError(
-                f"{_OWNER}: `strides[0]` must be [1, 1, 1], got {list(self.strides[0])}"
+                f"{_OWNER}: `strides[0]` must be all 1, got {list(self.strides[0])}"
             )
         for s, stride in enumerate(self.strides):
             if any(v not in (1, 2) for v in stride):
                 raise ConfigError(f"{_OWNER}: `strides[{s}]` must hold 1 or 2, got {list(stride)}")
+
+    @property
+    def spatial_dims(self) -> int:
+        """3 for ``unet3d``, 2 for ``unet2d`` (the dimension of its convolutions)."""
+        return 2 if self.kind == "unet2d" else 3
+
+    def _embed(self, values: tuple[int, ...]) -> Triple:
+        if self.slice_axis is None:
+            return values[0], values[1], values[2]
+        full = list(values)
+        full.insert(self.slice_axis, 1)
+        return full[0], full[1], full[2]
+
+    def kernels_3d(self) -> tuple[Triple, ...]:
+        """Kernel sizes per stage as (Z, Y, X) triples (1 along a 2D U-Net's slice axis)."""
+        return tuple(self._embed(k) for k in self.kernel_sizes)
+
+    def strides_3d(self) -> tuple[Triple, ...]:
+        """Strides per stage as (Z, Y, X) triples (1 along a 2D U-Net's slice axis)."""
+        return tuple(self._embed(s) for s in self.strides)
 
     @property
     def num_stages(self) -> int:
@@ -112,7 +178,8 @@ class UNetConfig:
 
     def patch_divisor(self) -> Triple:
         """Product of the strides per axis (Z, Y, X): patch sizes must be multiples of it."""
-        z, y, x = (math.prod(s[a] for s in self.strides) for a in range(3))
+        strides = self.strides_3d()
+        z, y, x = (math.prod(s[a] for s in strides) for a in range(3))
         return z, y, x
 
     def deep_supervision_scales(self) -> tuple[tuple[float, float, float], ...]:
@@ -121,9 +188,10 @@ class UNetConfig:
         One entry per decoder level (``num_stages - 1``) with deep supervision, else one.
         """
         levels = self.num_stages - 1 if self.deep_supervision else 1
+        strides = self.strides_3d()
         scales = []
         for level in range(levels):
-            down = [math.prod(s[a] for s in self.strides[: level + 1]) for a in range(3)]
+            down = [math.prod(s[a] for s in strides[: level + 1]) for a in range(3)]
             scales.append((1.0 / down[0], 1.0 / down[1], 1.0 / down[2]))
         return tuple(scales)
 
@@ -146,15 +214,16 @@ class UNetConfig:
         """Spatial shape (Z, Y, X) of every stage's feature maps for a patch."""
         shape = self.check_patch_size(patch_size)
         shapes = []
-        for stride in self.strides:
+        for stride in self.strides_3d():
             shape = (shape[0] // stride[0], shape[1] // stride[1], shape[2] // stride[2])
             shapes.append(shape)
         return tuple(shapes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples become lists)."""
+        """Plain JSON-able dict (tuples become lists); ``slice_axis`` only for ``unet2d``."""
         return {
             "kind": self.kind,
+            **({} if self.slice_axis is None else {"slice_axis": self.slice_axis}),
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "features_per_stage": list(self.features_per_stage),
@@ -167,8 +236,9 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
         """Strict inverse of :meth:`to_dict`: every key required, unknown keys rejected."""
-        strict.check_keys(_OWNER, data, _FIELDS)
-        return cls(**{key: data[key] for key in _FIELDS})
+        fields = _FIELDS_2D if data.get("kind") == "unet2d" else _FIELDS
+        strict.check_keys(_OWNER, data, fields)
+        return cls(**{key: data[key] for key in fields})
 
 
 _FIELDS = (
@@ -181,3 +251,4 @@ _FIELDS = (
     "convs_per_stage",
     "deep_supervision",
 )
+_FIELDS_2D = ("kind", "slice_axis", *_FIELDS[1:])

@@ -27,7 +27,7 @@ def _conv_flops(kernel: Sequence[int], cin: int, cout: int, out_voxels: int) -> 
 
 def _unet_forward(config: UNetConfig, patch: Sequence[int]) -> float:
     shapes = config.stage_shapes(tuple(patch))
-    feats, kernels, convs = config.features_per_stage, config.kernel_sizes, config.convs_per_stage
+    feats, kernels, convs = config.features_per_stage, config.kernels_3d(), config.convs_per_stage
     total = 0.0
     cin = config.in_channels
     for s, (f, k) in enumerate(zip(feats, kernels)):

@@ -11,7 +11,10 @@ The activation term mirrors what PyTorch saves, tensor by tensor (checked agains
 
 - U-Net block: the conv output (kept by instance norm) and the norm output (kept by the in-place
   LeakyReLU and the next conv), plus per-(sample, channel) norm statistics; the decoder's
-  concatenation; the network input.
+  concatenation; the network input. A 2D U-Net is counted as the 3D network with kernels and
+  strides of 1 along its slice axis (``UNetConfig.kernels_3d``): the same tensors, with its
+  batch of slices as the batch (its 2D layers save exactly these; the slice axis is folded
+  into the batch by views).
 - DeepMedic layer: the batch-norm input, the PReLU input, the conv input (the dropout output
   and its mask where dropout is on; the padded tensor for the first FC layer); batch-norm
   statistics and running buffers.
@@ -158,18 +161,19 @@ def _unet(config: UNetConfig, patch: tuple[int, ...], t: _Tally, batch: int, amp
     shapes = config.stage_shapes(patch)
     voxels = [math.prod(s) for s in shapes]
     feats, convs = config.features_per_stage, config.convs_per_stage
+    kernels, strides = config.kernels_3d(), config.strides_3d()  # 2D: 1 along the slice axis
     _input(t, batch * config.in_channels * voxels[0], amp)
     cin = config.in_channels
     for s, cout in enumerate(feats):
-        kernel = math.prod(config.kernel_sizes[s])
+        kernel = math.prod(kernels[s])
         for c in range(convs):
             _conv_norm_act(t, batch, cin if c == 0 else cout, cout, kernel, voxels[s])
         cin = cout
     for s in range(config.num_stages - 1):
-        up = math.prod(config.strides[s + 1])
+        up = math.prod(strides[s + 1])
         t.weights(feats[s + 1] * feats[s] * up, feats[s], copied=feats[s + 1] * feats[s] * up)
         t.tensor(batch * 2 * feats[s] * voxels[s])  # concatenation
-        kernel = math.prod(config.kernel_sizes[s])
+        kernel = math.prod(kernels[s])
         for c in range(convs):
             _conv_norm_act(t, batch, (2 if c == 0 else 1) * feats[s], feats[s], kernel, voxels[s])
     for s in range(len(config.deep_supervision_scales())):

@@ -158,7 +158,7 @@ def search_unet(
             ) from None
         if fits(config, padded, min_batch):
             break
-        divisor = np.prod(np.asarray(config.strides), axis=0)
+        divisor = np.prod(np.asarray(config.strides_3d()), axis=0)
         ratios = np.asarray(padded) / np.maximum(np.asarray(median_shape), 1)
         # Shrink the requested (unpadded) patch so the search always makes progress even
         # when a new topology pads another axis up.

@@ -92,7 +92,8 @@ def test_nested_pathway_keys_are_strict() -> None:
 
 
 def test_unknown_kind_lists_choices() -> None:
-    with pytest.raises(ConfigError, match=r"choose one of \['deepmedic', 'unet3d'\].*'unet3d'\?"):
+    choices = r"choose one of \['deepmedic', 'unet2d', 'unet3d'\].*'unet3d'\?"
+    with pytest.raises(ConfigError, match=choices):
         network_config_from_dict({**_unet().to_dict(), "kind": "unet"})
     with pytest.raises(ConfigError, match="needs a `kind`"):
         network_config_from_dict({"in_channels": 1})

@@ -10,6 +10,7 @@ import pytest
 from autoseg.diagnostics.memory_cases import (
     ValidationCase,
     deepmedic_validation_cases,
+    unet2d_validation_cases,
     unet_validation_cases,
 )
 from autoseg.diagnostics.memory_measure import (
@@ -83,6 +84,31 @@ def test_there_are_enough_diverse_cases() -> None:
 @pytest.mark.parametrize("case", unet_validation_cases(), ids=_ids(unet_validation_cases()))
 def test_unet_estimate_matches_saved_tensors(case: ValidationCase) -> None:
     _check(case)
+
+
+@pytest.mark.parametrize("case", unet2d_validation_cases(), ids=_ids(unet2d_validation_cases()))
+def test_unet2d_estimate_matches_saved_tensors(case: ValidationCase) -> None:
+    """The 2D U-Net (Conv2d on slices folded into the batch) against its own measurement."""
+    _check(case)
+
+
+def test_unet2d_estimate_equals_the_flat_3d_network() -> None:
+    """A 2D U-Net is modelled as the 3D network with kernels and strides of 1 along its slice
+    axis; both save the same tensors."""
+    case = unet2d_validation_cases()[0]
+    config = case.config
+    assert isinstance(config, UNetConfig)
+    flat = UNetConfig(
+        in_channels=config.in_channels,
+        num_classes=config.num_classes,
+        features_per_stage=config.features_per_stage,
+        kernel_sizes=config.kernels_3d(),
+        strides=config.strides_3d(),
+    )
+    for precision in ("fp32", "amp"):
+        assert estimate_training_memory(
+            config, case.patch_size, case.batch_size, precision
+        ) == estimate_training_memory(flat, case.patch_size, case.batch_size, precision)
 
 
 @pytest.mark.parametrize(
