@@ -92,7 +92,8 @@ def add_demo_data(p: argparse.ArgumentParser) -> None:
         "--spacing",
         choices=SPACING_MODES,
         default=d["spacing"],
-        help="voxel spacing drawn per case: iso 1 mm, varied, or aniso (3-5 mm slices)",
+        help="voxel spacing drawn per case: iso 1 mm, varied, aniso (3-5 mm slices) or "
+        "thick (0.7 x 0.7 x 5 mm)",
     )
     add(
         "--shape",

@@ -23,13 +23,19 @@ from autoseg.data.phantom_spec import PhantomSpec
 
 __all__ = ["NOMINAL_SPACING", "PhantomCase", "synthesize_case", "tissue_profile"]
 
-NOMINAL_SPACING = {"iso": (1.0, 1.0, 1.0), "varied": (1.2, 1.0, 1.0), "aniso": (4.0, 0.75, 0.75)}
+NOMINAL_SPACING = {
+    "iso": (1.0, 1.0, 1.0),
+    "varied": (1.2, 1.0, 1.0),
+    "aniso": (4.0, 0.75, 0.75),
+    "thick": (5.0, 0.7, 0.7),
+}
 """Mean spacing (mm, Z, Y, X) per spacing mode (``phantom_spec.SPACING_MODES``); the field of
 view is base_shape x this."""
 _SPACING_RANGES = {
     "iso": ((1.0, 1.0), (1.0, 1.0)),
     "varied": ((0.9, 1.6), (0.8, 1.2)),
     "aniso": ((3.0, 5.0), (0.65, 0.85)),
+    "thick": ((5.0, 5.0), (0.7, 0.7)),
 }
 """(Z range, in-plane range) of the spacing in mm drawn per case."""
 _DIRECTION = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)

@@ -16,7 +16,7 @@ from autoseg.strict import check_keys, did_you_mean
 
 __all__ = ["MAX_NESTED_CLASSES", "SPACING_MODES", "PhantomSpec"]
 
-SPACING_MODES = ("iso", "varied", "aniso")
+SPACING_MODES = ("iso", "varied", "aniso", "thick")
 MAX_NESTED_CLASSES = 4
 _NESTED_NAMES = ("lesion", "core", "necrosis", "nucleus")
 _REGION_NAMES = ("whole tumour", "tumour core", "enhancing tumour", "nucleus")
@@ -43,8 +43,10 @@ class PhantomSpec:
         rare_class: Add a small rare class n + 1 (a few hundred voxels per case).
         rare_class_presence: Fraction of training cases holding the rare class (the first
             one always does; held-out cases always do, so per-class scores are defined).
-        spacing: "iso" (1 mm), "varied" (Z 0.9-1.6 mm, in-plane 0.8-1.2 mm) or "aniso"
-            (Z 3-5 mm, in-plane 0.65-0.85 mm), drawn per case.
+        spacing: "iso" (1 mm), "varied" (Z 0.9-1.6 mm, in-plane 0.8-1.2 mm), "aniso"
+            (Z 3-5 mm, in-plane 0.65-0.85 mm), drawn per case, or "thick" (0.7 x 0.7 x 5 mm
+            for every case: thick-slice MRI such as prostate or cardiac cine, where a 2D
+            U-Net is planned and often wins).
         base_shape: Typical array shape (Z, Y, X) in voxels; each case's field of view
             varies by +-7 % and its shape with its spacing.
         with_roi: Write body masks to roisTr/roisTs.

@@ -165,7 +165,9 @@ def unet2d_validation_cases() -> tuple[ValidationCase, ...]:
     return (
         _unet2d("2D across Z", 0, 1, 2, (8, 16, 32), (one, full, full), (1, 32, 32), 12),
         _unet2d("2D across Y, 2 ch", 1, 2, 3, (4, 8), (one, full), (16, 1, 16), 6),
-        _unet2d("2D across X, no DS", 2, 1, 4, (4, 8, 16), (one, full, full), (16, 16, 1), 8, False),
+        _unet2d(
+            "2D across X, no DS", 2, 1, 4, (4, 8, 16), (one, full, full), (16, 16, 1), 8, False
+        ),
         _unet2d(
             "2D, 4 stages, one axis pooled last",
             0,

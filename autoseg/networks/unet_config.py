@@ -144,9 +144,7 @@ class UNetConfig:
             if any(k % 2 == 0 for k in kernel):
                 raise ConfigError(f"{_OWNER}: `kernel_sizes[{s}]` must be odd, got {list(kernel)}")
         if any(v != 1 for v in self.strides[0]):
-            raise ConfigError(
-                f"{_OWNER}: `strides[0]` must be all 1, got {list(self.strides[0])}"
-            )
+            raise ConfigError(f"{_OWNER}: `strides[0]` must be all 1, got {list(self.strides[0])}")
         for s, stride in enumerate(self.strides):
             if any(v not in (1, 2) for v in stride):
                 raise ConfigError(f"{_OWNER}: `strides[{s}]` must hold 1 or 2, got {list(stride)}")

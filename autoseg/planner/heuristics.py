@@ -55,6 +55,22 @@ class PlannerHeuristics:
             the dataset's voxels.
         unet_foreground_oversample: Fraction of each batch forced to contain foreground.
 
+    2D U-Net (slices across the coarsest axis):
+        unet2d_initial_patch_pixels: Slice patch area the 2D search starts from (shaped
+            isotropic in mm, clipped to the median slice).
+        unet2d_min_batch_size / unet2d_max_batch_size: The 2D batch range (the patch shrinks
+            until the minimum fits; the batch then grows up to the maximum and the
+            dataset-fraction cap).
+
+    Low-resolution stage and cascade:
+        lowres_patch_fraction: A low-resolution U-Net (and the cascade) is planned when the
+            full-resolution patch covers less than this fraction of the median image's voxels.
+        lowres_spacing_step: Factor the low-resolution spacing grows by per step (the finer
+            axes first, while more than 2x finer than the coarsest), until its patch covers
+            ``lowres_patch_fraction`` of the median image at that spacing.
+        lowres_min_voxel_reduction: The stage is kept only if its median image has at least
+            this many times fewer voxels than at full resolution.
+
     DeepMedic:
         deepmedic_subsample_factors: Downsampling factor of each subsampled pathway (isotropic
             data; adapted per axis to anisotropy).
@@ -111,6 +127,14 @@ class PlannerHeuristics:
     unet_max_dataset_fraction: float = 0.05
     unet_foreground_oversample: float = 0.33
 
+    unet2d_initial_patch_pixels: int = 2048**2
+    unet2d_min_batch_size: int = 12
+    unet2d_max_batch_size: int = 512
+
+    lowres_patch_fraction: float = 0.25
+    lowres_spacing_step: float = 1.03
+    lowres_min_voxel_reduction: float = 1.5
+
     deepmedic_subsample_factors: tuple[int, ...] = (3, 5)
     deepmedic_feature_scale: float = 1.0
     cpu_deepmedic_feature_scale: float = 0.5
@@ -165,6 +189,7 @@ class PlannerHeuristics:
             "unet_foreground_oversample",
             "nonzero_mask_crop_ratio",
             "cpu_parallel_efficiency",
+            "lowres_patch_fraction",
         ):
             value = getattr(self, name)
             if not 0 < value <= 1:
@@ -182,6 +207,14 @@ class PlannerHeuristics:
             raise ConfigError(
                 "unet_min_batch_size must be <= unet_max_batch_size, got "
                 f"{self.unet_min_batch_size=} {self.unet_max_batch_size=}"
+            )
+        if self.unet2d_min_batch_size > self.unet2d_max_batch_size:
+            raise ConfigError("unet2d_min_batch_size must be <= unet2d_max_batch_size")
+        if self.lowres_spacing_step <= 1:
+            raise ConfigError(f"lowres_spacing_step must be > 1, got {self.lowres_spacing_step}")
+        if self.lowres_min_voxel_reduction < 1:
+            raise ConfigError(
+                f"lowres_min_voxel_reduction must be >= 1, got {self.lowres_min_voxel_reduction}"
             )
         if self.deepmedic_min_batch_size > self.deepmedic_max_batch_size:
             raise ConfigError("deepmedic_min_batch_size must be <= deepmedic_max_batch_size")

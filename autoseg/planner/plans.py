@@ -20,6 +20,7 @@ from autoseg.data.label_names import ScoreTarget, label_names, score_targets
 from autoseg.errors import ConfigError, PlansError
 from autoseg.frozendict import FrozenDict
 from autoseg.networks import DeepMedicConfig, UNetConfig, network_config_from_dict
+from autoseg.planner.decisions import PlanDecision, decisions_from_dict, decisions_to_dict
 from autoseg.planner.hardware_target import CpuSpeed, HardwareTarget, network_family
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.preprocessing.normalize import ChannelNormalization
@@ -33,13 +34,14 @@ __all__ = [
     "ConfigurationPlan",
     "CpuSpeed",
     "HardwareTarget",
+    "PlanDecision",
     "Plans",
     "load_plans",
     "network_family",
     "preprocessing_settings",
 ]
 
-PLANS_SCHEMA_VERSION = 2
+PLANS_SCHEMA_VERSION = 3
 
 
 def _strict_keys(cls: type, data: Any, what: str) -> None:
@@ -97,7 +99,7 @@ class ConfigurationPlan:
     """One trainable configuration.
 
     Attributes:
-        name: "unet3d" or "deepmedic".
+        name: "unet3d", "unet2d", "unet3d_lowres", "unet3d_cascade" or "deepmedic".
         data_identifier: Name of the preprocessed-data folder it trains on.
         target_spacing: Spacing (mm, Z/Y/X) of that data.
         network: The network description (``build_network`` input).
@@ -115,6 +117,9 @@ class ConfigurationPlan:
         optimizer: The optimiser training uses unless ``--optimizer`` is given ("sgd",
             "adam", "adamw"; from the heuristics for the family and device).
         lr: Its initial learning rate (unless ``--lr``).
+        previous_stage: The cascade's first stage (``"unet3d_lowres"``): its segmentation,
+            one channel per foreground label, is appended to the image channels. None
+            otherwise (and then not written to plans.json).
     """
 
     name: str
@@ -132,15 +137,19 @@ class ConfigurationPlan:
     augmentation: AugmentationPlan
     optimizer: str = "sgd"
     lr: float = 1e-2
+    previous_stage: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
         data["network"] = self.network.to_dict()
         data["augmentation"] = self.augmentation.to_dict()
+        if self.previous_stage is None:
+            del data["previous_stage"]
         return data
 
     @classmethod
     def from_dict(cls, data: Any) -> ConfigurationPlan:
+        data = {"previous_stage": None, **data} if isinstance(data, dict) else data
         _strict_keys(cls, data, "configuration")
         try:
             network = network_config_from_dict(data["network"])
@@ -164,6 +173,7 @@ class ConfigurationPlan:
             augmentation=AugmentationPlan.from_dict(data["augmentation"]),
             optimizer=str(data["optimizer"]),
             lr=float(data["lr"]),
+            previous_stage=None if data["previous_stage"] is None else str(data["previous_stage"]),
         )
 
 
@@ -190,6 +200,7 @@ class Plans:
         regions_class_order: Region-based training: one sigmoid output per region, and the
             label each region paints in a prediction, in order; None: label-based training
             (softmax over the classes). Written to plans.json only when set.
+        decisions: Every candidate configuration -> whether it was planned, and why.
     """
 
     dataset_name: str
@@ -208,6 +219,7 @@ class Plans:
     autoseg_version: str = __version__
     ignore_label: int | None = None
     regions_class_order: tuple[int, ...] | None = None
+    decisions: Mapping[str, PlanDecision] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in (
@@ -217,6 +229,7 @@ class Plans:
             "class_sampling_weights",
             "configurations",
             "inputs",
+            "decisions",
         ):
             object.__setattr__(self, name, FrozenDict(dict(getattr(self, name))))
         if self.regions_class_order is not None:
@@ -313,6 +326,7 @@ class Plans:
             "heuristics": self.heuristics.to_dict(),
             "hardware": self.hardware.to_dict(),
             "inputs": dict(self.inputs),
+            "decisions": decisions_to_dict(self.decisions),
             **({} if self.ignore_label is None else {"ignore_label": self.ignore_label}),
             **(
                 {}
@@ -339,6 +353,7 @@ class Plans:
         try:
             heuristics = PlannerHeuristics.from_dict(data["heuristics"])
             normalization = tuple(ChannelNormalization.from_dict(n) for n in data["normalization"])
+            decisions = decisions_from_dict(data["decisions"])
         except (ConfigError, TypeError, ValueError) as err:
             raise PlansError(f"invalid plans: {err}") from None
         return cls(
@@ -368,6 +383,7 @@ class Plans:
                 if data["regions_class_order"] is None
                 else tuple(int(v) for v in data["regions_class_order"])
             ),
+            decisions=decisions,
         )
 
     def to_json(self) -> str:

@@ -53,6 +53,9 @@ SEARCH_SPACE: tuple[ParamSpec, ...] = (
     ParamSpec("unet_max_dataset_fraction", "float", 0.01, 0.2, log=True),
     ParamSpec("unet_foreground_oversample", "float", 0.1, 0.7),
     ParamSpec("class_weight_power", "float", 0.0, 1.0),
+    ParamSpec("unet2d_min_batch_size", "int", 4, 32),
+    ParamSpec("lowres_patch_fraction", "float", 0.05, 0.5, log=True),
+    ParamSpec("lowres_min_voxel_reduction", "float", 1.0, 4.0),
     ParamSpec(
         "deepmedic_subsample_factors", "categorical", choices=("3,5", "3", "2,4", "3,6", "2,3,5")
     ),

@@ -5,13 +5,18 @@ minimum edge and whose current spacing is within ``unet_pool_spacing_ratio`` of 
 current spacing is pooled by 2 (so a much coarser axis is not pooled until the others have
 caught up, and gets 1-kernels until then). A single remaining axis is pooled only while it
 is at least three times the minimum edge. The bottleneck always uses 3x3x3 kernels.
+
+The same rules plan the 2D U-Net on the two axes of its slice plane (``slice_axis``): its
+patch is one voxel thick across the slices, and its batch range is its own
+(``unet2d_min_batch_size`` / ``unet2d_max_batch_size``: 2D batches are much larger).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +27,7 @@ from autoseg.typing import Shape3, Spacing3
 __all__ = [
     "UNetChoice",
     "initial_patch_size",
+    "initial_slice_patch_size",
     "pooling_topology",
     "search_unet",
     "unet_config_for_patch",
@@ -31,27 +37,33 @@ Cost = Callable[[UNetConfig, Shape3, int], bool]
 """``fits(config, patch, batch) -> bool``: the memory (and compute) test of the search."""
 
 
+Axes = tuple[int, ...]
+
+
 def pooling_topology(
-    patch_size: Shape3, spacing: Spacing3, heuristics: PlannerHeuristics
-) -> tuple[tuple[tuple[int, int, int], ...], tuple[tuple[int, int, int], ...], Shape3]:
+    patch_size: Sequence[int], spacing: Sequence[float], heuristics: PlannerHeuristics
+) -> tuple[tuple[Axes, ...], tuple[Axes, ...], Axes]:
     """Strides and kernels per stage for a patch, and the patch padded to their divisor.
 
+    Works on any number of axes: three for the 3D U-Net, the slice plane's two for the 2D one.
+
     Returns:
-        ``(strides, kernels, patch)``: strides per stage (stage 0 is (1, 1, 1)), kernel
-        sizes per stage, and the patch rounded up to a multiple of the total stride per axis.
+        ``(strides, kernels, patch)``: strides per stage (stage 0 is all 1), kernel sizes per
+        stage, and the patch rounded up to a multiple of the total stride per axis.
     """
+    n = len(patch_size)
     size = [float(v) for v in patch_size]
     current = [float(v) for v in spacing]
-    pools = [0, 0, 0]
-    uses_3 = [False, False, False]
-    strides: list[tuple[int, int, int]] = [(1, 1, 1)]
-    kernels: list[tuple[int, int, int]] = []
+    pools = [0] * n
+    uses_3 = [False] * n
+    strides: list[Axes] = [(1,) * n]
+    kernels: list[Axes] = []
     min_edge = heuristics.unet_min_feature_map
     ratio = heuristics.unet_pool_spacing_ratio
     while True:
         axes = [
             a
-            for a in range(3)
+            for a in range(n)
             if size[a] >= 2 * min_edge and pools[a] < heuristics.unet_max_pool_per_axis
         ]
         if not axes:
@@ -61,18 +73,22 @@ def pooling_topology(
         if len(axes) == 1 and size[axes[0]] < 3 * min_edge:
             break
         overall_finest = min(current)
-        for a in range(3):
+        for a in range(n):
             uses_3[a] = uses_3[a] or current[a] / overall_finest < ratio
-        kernels.append(tuple(3 if k else 1 for k in uses_3))  # type: ignore[arg-type]
-        strides.append(tuple(2 if a in axes else 1 for a in range(3)))  # type: ignore[arg-type]
+        kernels.append(tuple(3 if k else 1 for k in uses_3))
+        strides.append(tuple(2 if a in axes else 1 for a in range(n)))
         for a in axes:
             pools[a] += 1
             current[a] *= 2
             size[a] = math.ceil(size[a] / 2)
-    kernels.append((3, 3, 3))
+    kernels.append((3,) * n)
     divisor = [2**p for p in pools]
     padded = tuple(int(math.ceil(p / d) * d) for p, d in zip(patch_size, divisor))
-    return tuple(strides), tuple(kernels), padded  # type: ignore[return-value]
+    return tuple(strides), tuple(kernels), padded
+
+
+def _drop(values: Sequence[Any], axis: int | None) -> tuple[Any, ...]:
+    return tuple(v for a, v in enumerate(values) if a != axis)
 
 
 def unet_config_for_patch(
@@ -83,15 +99,24 @@ def unet_config_for_patch(
     heuristics: PlannerHeuristics,
     *,
     on_cpu: bool,
+    slice_axis: int | None = None,
 ) -> tuple[UNetConfig, Shape3]:
-    """The U-Net description for ``patch_size`` and the (divisor-padded) patch it takes."""
-    strides, kernels, padded = pooling_topology(patch_size, spacing, heuristics)
+    """The U-Net description for ``patch_size`` and the (divisor-padded) patch it takes.
+
+    With ``slice_axis`` a 2D U-Net on the other two axes (the patch is 1 along it)."""
+    strides, kernels, padded = pooling_topology(
+        _drop(patch_size, slice_axis), _drop(spacing, slice_axis), heuristics
+    )
     if len(strides) < 2:
         raise ValueError(f"patch {tuple(patch_size)} is too small to pool even once")
+    if slice_axis is not None:
+        padded = (*padded[:slice_axis], 1, *padded[slice_axis:])
     base = heuristics.cpu_unet_base_features if on_cpu else heuristics.unet_base_features
     cap = heuristics.cpu_unet_max_features if on_cpu else heuristics.unet_max_features
     features = tuple(min(base * 2**stage, cap) for stage in range(len(strides)))
     config = UNetConfig(
+        kind="unet3d" if slice_axis is None else "unet2d",
+        slice_axis=slice_axis,
         in_channels=in_channels,
         num_classes=num_classes,
         features_per_stage=features,
@@ -100,7 +125,7 @@ def unet_config_for_patch(
         convs_per_stage=heuristics.unet_convs_per_stage,
         deep_supervision=True,
     )
-    return config, padded
+    return config, padded  # type: ignore[return-value]
 
 
 def initial_patch_size(
@@ -112,6 +137,20 @@ def initial_patch_size(
     scale = (heuristics.unet_initial_patch_voxels / np.prod(inverse)) ** (1.0 / 3.0)
     patch = np.round(inverse * scale).astype(int)
     return tuple(int(v) for v in np.maximum(np.minimum(patch, median_shape), 1))  # type: ignore[return-value]
+
+
+def initial_slice_patch_size(
+    target_spacing: Spacing3, median_shape: Shape3, slice_axis: int, heuristics: PlannerHeuristics
+) -> Shape3:
+    """Start of the 2D search: ``unet2d_initial_patch_pixels`` shaped isotropic in mm over the
+    slice plane, clipped to the median slice; 1 across the slices."""
+    inverse = 1.0 / np.asarray(_drop(target_spacing, slice_axis), dtype=np.float64)
+    scale = (heuristics.unet2d_initial_patch_pixels / np.prod(inverse)) ** 0.5
+    plane = np.round(inverse * scale).astype(int)
+    plane = np.maximum(np.minimum(plane, _drop(median_shape, slice_axis)), 1)
+    patch = [int(v) for v in plane]
+    patch.insert(slice_axis, 1)
+    return tuple(patch)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -133,8 +172,12 @@ def search_unet(
     fits: Cost,
     *,
     on_cpu: bool,
+    slice_axis: int | None = None,
 ) -> UNetChoice:
     """Largest patch (then batch) that ``fits``.
+
+    With ``slice_axis`` the 2D U-Net on slices across that axis: the patch starts at
+    :func:`initial_slice_patch_size` and the batch range is the 2D one.
 
     The patch starts at :func:`initial_patch_size`; while the minimum batch does not fit,
     the axis whose patch is largest relative to the median image shape shrinks by one
@@ -145,12 +188,22 @@ def search_unet(
     Raises:
         ValueError: if not even the smallest patch fits (the target is too small).
     """
-    patch = initial_patch_size(target_spacing, median_shape, heuristics)
-    min_batch = heuristics.unet_min_batch_size
+    if slice_axis is None:
+        patch = initial_patch_size(target_spacing, median_shape, heuristics)
+        min_batch, max_batch = heuristics.unet_min_batch_size, heuristics.unet_max_batch_size
+    else:
+        patch = initial_slice_patch_size(target_spacing, median_shape, slice_axis, heuristics)
+        min_batch, max_batch = heuristics.unet2d_min_batch_size, heuristics.unet2d_max_batch_size
     while True:
         try:
             config, padded = unet_config_for_patch(
-                patch, target_spacing, in_channels, num_classes, heuristics, on_cpu=on_cpu
+                patch,
+                target_spacing,
+                in_channels,
+                num_classes,
+                heuristics,
+                on_cpu=on_cpu,
+                slice_axis=slice_axis,
             )
         except ValueError:
             raise ValueError(
@@ -175,6 +228,6 @@ def search_unet(
     patch_voxels = int(np.prod(padded))
     cap = max(min_batch, int(heuristics.unet_max_dataset_fraction * dataset_voxels // patch_voxels))
     batch = min_batch
-    while batch < min(cap, heuristics.unet_max_batch_size) and fits(config, padded, batch + 1):
+    while batch < min(cap, max_batch) and fits(config, padded, batch + 1):
         batch += 1
     return UNetChoice(config=config, patch_size=padded, batch_size=batch)

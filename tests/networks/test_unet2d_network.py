@@ -59,13 +59,16 @@ def test_round_trip_and_strict_parsing() -> None:
     assert data["kind"] == "unet2d" and data["slice_axis"] == 2
     assert data["kernel_sizes"] == [[3, 3]] * 3
     assert network_config_from_dict(data) == config
-    assert "slice_axis" not in UNetConfig(
-        in_channels=1,
-        num_classes=2,
-        features_per_stage=(4, 8),
-        kernel_sizes=((3, 3, 3),) * 2,
-        strides=((1, 1, 1), (2, 2, 2)),
-    ).to_dict()
+    assert (
+        "slice_axis"
+        not in UNetConfig(
+            in_channels=1,
+            num_classes=2,
+            features_per_stage=(4, 8),
+            kernel_sizes=((3, 3, 3),) * 2,
+            strides=((1, 1, 1), (2, 2, 2)),
+        ).to_dict()
+    )
     with pytest.raises(ConfigError, match="missing keys"):
         network_config_from_dict({k: v for k, v in data.items() if k != "slice_axis"})
     with pytest.raises(ConfigError, match=r"needs 2 values \(the slice plane\)"):
