@@ -146,6 +146,11 @@ class Workspace:
     def config_dir(self, config: str) -> Path:
         return self.results_dir / config
 
+    def stage_dir(self, config: str) -> Path:
+        """``results/<config>/previous_stage``: a cascade's first-stage input of every case
+        (the first stage's out-of-fold predictions on the cascade's grid)."""
+        return self.config_dir(config) / "previous_stage"
+
     def fold_dir(self, config: str, fold: int | str) -> Path:
         """``results/<config>/fold_<k>`` (``fold_all`` for training on every case)."""
         return self.config_dir(config) / f"fold_{fold}"

@@ -41,6 +41,7 @@ from autoseg.preprocessing.store import CaseProperties
 
 __all__ = [
     "export_prediction",
+    "original_labels",
     "probabilities_to_original",
     "save_probabilities",
     "write_feature_maps",
@@ -176,6 +177,23 @@ def _painted_bounded(
         )[0]
         cropped[resampled > 0.5] = value
     return uncrop(cropped, properties.crop_box, properties.original.shape)
+
+
+def original_labels(
+    probabilities: np.ndarray,
+    properties: CaseProperties,
+    *,
+    roi: np.ndarray | None = None,
+    anisotropy_threshold: float = 3.0,
+    regions_class_order: Sequence[int] | None = None,
+) -> np.ndarray:
+    """The label map :func:`export_prediction` would write (without postprocessing), in the
+    original geometry, without writing it (the cascade's first stage uses it)."""
+    _check(probabilities, properties)
+    labels = _labels_bounded(probabilities, properties, anisotropy_threshold, regions_class_order)
+    if roi is not None:
+        labels[~np.asarray(roi, dtype=bool)] = 0
+    return labels
 
 
 def save_probabilities(path: Path, probabilities: np.ndarray) -> None:

@@ -27,6 +27,11 @@ from autoseg.strict import choice_error
 from autoseg.trainers.config import TrainingRequest
 from autoseg.trainers.distributed import DistContext, distributed
 from autoseg.trainers.loop import EpochCallback, FoldResult, train_fold
+from autoseg.trainers.previous_stage import (
+    missing_stage_folds,
+    prepare_previous_stage,
+    stage_folds_error,
+)
 from autoseg.trainers.session import FoldSpec
 from autoseg.trainers.splits import Splits, load_or_make_splits
 from autoseg.workspace import Workspace
@@ -53,12 +58,13 @@ def load_source_dataset(workspace: Workspace) -> Dataset:
 
 
 def _configuration_names(plans: Plans, requested: Sequence[str]) -> list[str]:
+    """The requested configurations in the plan's order (a cascade's first stage first)."""
     if list(requested) == ["all"]:
         return list(plans.configurations)
     for name in requested:
         if name not in plans.configurations:
             raise choice_error("configuration", name, [*plans.configurations, "all"])
-    return list(dict.fromkeys(requested))
+    return [name for name in plans.configurations if name in requested]
 
 
 def _classes_present(data_dir: Path, case_ids: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -133,6 +139,16 @@ def _train_all(
         )
     dataset = load_source_dataset(workspace)
     case_ids = sorted(c.case_id for c in dataset.cases)
+    numbered = not request.folds or any(f != "all" for f in request.folds)
+    splits: dict[str, Splits | None] = {}
+    for name in names:
+        plan = plans.configuration(name)
+        splits[name] = None
+        if numbered or plan.previous_stage is not None:  # a cascade needs the split's OOF
+            data_dir = workspace.preprocessed_dir(plan.data_identifier)
+            with dist.main_first("writing splits.json"):
+                splits[name] = _splits(workspace, dataset, data_dir, case_ids)
+    _check_first_stages(workspace, plans, names, request, splits, case_ids)
     results = []
     for name in names:  # every input checked before any fold folder is touched
         check_preprocessed(
@@ -140,14 +156,14 @@ def _train_all(
         )
     for name in names:
         data_dir = workspace.preprocessed_dir(plans.configuration(name).data_identifier)
-        numbered = not request.folds or any(f != "all" for f in request.folds)
-        splits = None
-        if numbered:
-            with dist.main_first("writing splits.json"):
-                splits = _splits(workspace, dataset, data_dir, case_ids)
-        folds = request.folds or tuple(range(splits.num_folds if splits else 0))
+        split = splits[name]
+        folds = request.folds or tuple(range(split.num_folds if split else 0))
         for fold in folds:
-            train_ids, val_ids = _fold_cases(splits, case_ids, fold)
+            train_ids, val_ids = _fold_cases(split if numbered else None, case_ids, fold)
+            if split is not None and plans.configuration(name).previous_stage is not None:
+                with dist.main_first("preparing the first stage's out-of-fold inputs"):
+                    needed = sorted(set(train_ids) | set(val_ids))
+                    prepare_previous_stage(workspace, plans, name, split, needed)
             spec = FoldSpec(plans, name, fold, train_ids, val_ids, workspace)
             _log.info(
                 "training %s fold %s: %d training / %d validation cases",
@@ -170,6 +186,29 @@ def _train_all(
                 )
             )
     return results
+
+
+def _check_first_stages(
+    workspace: Workspace,
+    plans: Plans,
+    names: Sequence[str],
+    request: TrainingRequest,
+    splits: dict[str, Splits | None],
+    case_ids: Sequence[str],
+) -> None:
+    """Refuse, before anything trains, a cascade whose first stage lacks folds it needs and
+    this run does not train first."""
+    for name in names:
+        stage, split = plans.configuration(name).previous_stage, splits[name]
+        if stage is None or split is None:
+            continue
+        coming: list[int] = []
+        if stage in names and names.index(stage) < names.index(name):
+            requested = request.folds or tuple(range(split.num_folds))
+            coming = [f for f in requested if isinstance(f, int)]
+        missing = missing_stage_folds(workspace, stage, split, case_ids, name, coming)
+        if missing:
+            raise stage_folds_error(stage, name, missing)
 
 
 def format_results(results: Sequence[FoldResult]) -> str:

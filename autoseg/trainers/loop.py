@@ -296,6 +296,7 @@ def _time_one_case(
             dataset,
             Path(scratch),
             options,
+            spec.stage_dir,
         )
     return time.perf_counter() - start
 
@@ -316,6 +317,7 @@ def _validate(
         options,
         inputs=checkpoint_inputs(paths.checkpoint("final")),
         label=f"{spec.config_name} fold {spec.fold} final validation",
+        stage_dir=spec.stage_dir,
     )
 
 

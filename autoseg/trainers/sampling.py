@@ -15,6 +15,9 @@ and zoom never pull in padding that a fixed pre-cropped region would have needed
   the output segment's labels are read.
 
 Batches are ``{"data": B×C×patch float32, "seg": B×1×(patch or output) int16, "keys"}``.
+With a ``stage_dir`` (the cascade), ``seg`` has a second channel: the first stage's label
+map of the same patch (``<stage_dir>/<case>.npy``), transformed with the labels, so the
+batch transforms mirror it with them and the strategy turns it into input channels.
 Randomness comes from NumPy's global generator, which batchgenerators seeds per worker
 process (and the trainer seeds and checkpoints for in-process loading). Arrays are opened
 lazily in each process, so loaders pickle without their data.
@@ -35,7 +38,7 @@ from batchgenerators.dataloading.data_loader import DataLoader
 from autoseg.errors import ConfigError
 from autoseg.parallel import init_worker_process
 from autoseg.preprocessing.store import PreprocessedCase, load_preprocessed_case
-from autoseg.trainers.spatial import SpatialParams, draw_coordinates, read_patch
+from autoseg.trainers.spatial import SpatialParams, draw_coordinates, read_labels, read_patch
 
 __all__ = ["CaseSampler", "PatchSampler", "SegmentSampler"]
 
@@ -51,6 +54,8 @@ class CaseSampler(DataLoader):  # type: ignore[misc]
         spatial: Random spatial transform of each sample, or None (plain crops).
         seg_box: ``(offset, shape)`` of the part of the patch whose labels are returned
             (default: the whole patch).
+        stage_dir: Folder of the cascade's first-stage label maps (``<case>.npy`` on the
+            same grid), returned as ``seg`` channel 1; None: no first stage.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class CaseSampler(DataLoader):  # type: ignore[misc]
         patch: Sequence[int],
         spatial: SpatialParams | None = None,
         seg_box: tuple[Sequence[int], Sequence[int]] | None = None,
+        stage_dir: Path | None = None,
     ) -> None:
         if not case_ids:
             raise ConfigError("no cases to sample patches from (empty case list)", path=folder)
@@ -74,11 +80,22 @@ class CaseSampler(DataLoader):  # type: ignore[misc]
         self._owner_pid = os.getpid()
         self._watched_pid = self._owner_pid
         self._cache: dict[int, PreprocessedCase] = {}
+        self.stage_dir = None if stage_dir is None else Path(stage_dir)
+        self._stages: dict[int, np.ndarray] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_cache"] = {}
+        state["_stages"] = {}
         return state
+
+    def stage(self, index: int) -> np.ndarray:
+        """The first-stage label map of the case at ``index`` (memory-mapped, once)."""
+        assert self.stage_dir is not None
+        if index not in self._stages:
+            path = self.stage_dir / f"{self.case_ids[index]}.npy"
+            self._stages[index] = np.load(path, mmap_mode="r", allow_pickle=False)
+        return self._stages[index]
 
     def case(self, index: int) -> PreprocessedCase:
         """The memory-mapped case at ``index`` (opened once per process)."""
@@ -94,7 +111,8 @@ class CaseSampler(DataLoader):  # type: ignore[misc]
         indices = self.get_indices()
         seg_shape = self.patch if self.seg_box is None else tuple(self.seg_box[1])
         data = np.zeros((len(indices), self._channels(), *self.patch), dtype=np.float32)
-        seg = np.zeros((len(indices), 1, *seg_shape), dtype=np.int16)
+        seg_channels = 1 if self.stage_dir is None else 2
+        seg = np.zeros((len(indices), seg_channels, *seg_shape), dtype=np.int16)
         keys = []
         for b, index in enumerate(indices):
             case = self.case(int(index))
@@ -112,6 +130,9 @@ class CaseSampler(DataLoader):  # type: ignore[misc]
             data[b] = image
             if labels is not None:
                 seg[b, 0] = labels
+            if self.stage_dir is not None:
+                stage = self.stage(int(index))
+                seg[b, 1] = read_labels(stage, start, self.patch, coords, seg_box=self.seg_box)
             keys.append(case.properties.case_id)
         return {"data": data, "seg": seg, "keys": keys}
 
@@ -139,6 +160,7 @@ class PatchSampler(CaseSampler):
     Args:
         foreground_oversample: Fraction of each batch forced to contain foreground.
         class_weights: Foreground label -> sampling weight (renormalised per case).
+        stage_dir: The cascade's first-stage label maps (see :class:`CaseSampler`).
     """
 
     def __init__(
@@ -150,8 +172,9 @@ class PatchSampler(CaseSampler):
         foreground_oversample: float,
         class_weights: Mapping[int, float],
         spatial: SpatialParams | None = None,
+        stage_dir: Path | None = None,
     ) -> None:
-        super().__init__(folder, case_ids, batch_size, patch, spatial)
+        super().__init__(folder, case_ids, batch_size, patch, spatial, stage_dir=stage_dir)
         self.forced_from = round(batch_size * (1.0 - foreground_oversample))
         self.class_weights = {int(k): float(v) for k, v in class_weights.items()}
 

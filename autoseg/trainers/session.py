@@ -121,6 +121,13 @@ class FoldSpec:
     def data_dir(self) -> Path:
         return self.workspace.preprocessed_dir(self.config_plan.data_identifier)
 
+    @property
+    def stage_dir(self) -> Path | None:
+        """A cascade's first-stage inputs (``results/<config>/previous_stage``), else None."""
+        if self.config_plan.previous_stage is None:
+            return None
+        return self.workspace.stage_dir(self.config_name)
+
 
 @dataclass
 class Session:

@@ -131,14 +131,18 @@ def open_session(
     """
     dist = dist if dist is not None else DistContext()
     plan = spec.config_plan
-    strategy = strategy_for(plan.network.kind)
+    strategy = strategy_for(
+        plan.network.kind, stage_dir=spec.stage_dir, foreground=spec.plans.foreground_labels
+    )
     device, resolved = _resolve(config, spec.plans, plan, strategy, dist)
     seed_everything(config.seed)  # the same initial weights on every rank
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     module = build_network(plan.network).to(device)
     if resolved["channels_last"]:
-        module = module.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        two_d = getattr(plan.network, "spatial_dims", 3) == 2  # 2D weights: channels_last
+        layout = torch.channels_last if two_d else torch.channels_last_3d
+        module = module.to(memory_format=layout)  # type: ignore[call-overload]
     if pretrained is not None:
         load_pretrained(module, pretrained)
         resolved["pretrained"] = str(pretrained)

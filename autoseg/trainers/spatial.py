@@ -38,7 +38,7 @@ from scipy.ndimage import map_coordinates
 
 from autoseg.planner.plans import AugmentationPlan
 
-__all__ = ["SpatialParams", "crop_padded", "draw_coordinates", "read_patch"]
+__all__ = ["SpatialParams", "crop_padded", "draw_coordinates", "read_labels", "read_patch"]
 
 ELASTIC_ALPHA = (0.0, 200.0)
 ELASTIC_SIGMA = (9.0, 13.0)
@@ -174,24 +174,42 @@ def read_patch(
     Returns:
         ``(image_patch, label_patch)``; labels None when ``seg`` is None.
     """
-    offset, seg_shape = seg_box if seg_box is not None else ((0, 0, 0), shape)
     if coords is None:
         data = crop_padded(image, start, shape).astype(np.float32, copy=False)
-        seg_start = [s + o for s, o in zip(start, offset)]
-        labels = None if seg is None else crop_padded(seg, seg_start, seg_shape).astype(np.int16)
-        return data, labels
-    centre = np.asarray(start, np.float64) + (np.asarray(shape, np.float64) - 1) / 2
-    absolute = coords + centre.reshape(3, 1, 1, 1)
-    data = np.stack(_interpolate(image, absolute, order))
+    else:
+        data = np.stack(_interpolate(image, _absolute(start, shape, coords), order))
     if seg is None:
         return data, None
+    return data, read_labels(seg, start, shape, coords, seg_box=seg_box)
+
+
+def _absolute(start: Sequence[int], shape: Sequence[int], coords: np.ndarray) -> np.ndarray:
+    centre = np.asarray(start, np.float64) + (np.asarray(shape, np.float64) - 1) / 2
+    return coords + centre.reshape(3, 1, 1, 1)
+
+
+def read_labels(
+    seg: np.ndarray,
+    start: Sequence[int],
+    shape: Sequence[int],
+    coords: np.ndarray | None,
+    *,
+    seg_box: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> np.ndarray:
+    """The labels (int16) of a patch, transformed by ``coords`` as :func:`read_patch` does
+    (also used for a second label map of the same patch: the cascade's first stage)."""
+    offset, seg_shape = seg_box if seg_box is not None else ((0, 0, 0), shape)
+    if coords is None:
+        seg_start = [s + o for s, o in zip(start, offset)]
+        return crop_padded(seg, seg_start, seg_shape).astype(np.int16)
+    absolute = _absolute(start, shape, coords)
     (oz, oy, ox), (nz, ny, nx) = offset, seg_shape
     seg_points = absolute[:, oz : oz + nz, oy : oy + ny, ox : ox + nx]
     low, high = _bounds(seg_points)
     block = crop_padded(seg, low, high - low).astype(np.int16)
     local = seg_points - low.reshape(3, 1, 1, 1)
     labels = interpolate_img(block, local, 1, "constant", 0, is_seg=True)
-    return data, labels.astype(np.int16, copy=False)
+    return labels.astype(np.int16, copy=False)
 
 
 def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

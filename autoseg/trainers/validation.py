@@ -11,6 +11,10 @@ original geometry), so validation scores exactly what ``autoseg predict`` would 
   these);
 - ``summary.json``: ``{"schema_version", "inputs", "metrics": per-case rows of
   compute_case_metrics (with "case"), "summary": summarize(...)}``.
+
+A cascade's second stage predicts on the image and the first stage's out-of-fold label map
+of the case (``stage_dir``, see :mod:`autoseg.trainers.previous_stage`), as one channel per
+foreground label.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from autoseg.data.dataset import Dataset
 from autoseg.data.imageio import read_image
 from autoseg.evaluation.metrics import compute_case_metrics
 from autoseg.evaluation.summary import summarize
+from autoseg.inference.cascade import with_stage_channels
 from autoseg.inference.export import export_prediction
 from autoseg.inference.probabilities import predict_probabilities
 from autoseg.log import get_logger, progress
@@ -77,15 +82,23 @@ def validate_case(
     dataset: Dataset,
     out_dir: Path,
     options: ValidationOptions,
+    stage_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Predict one validation case, export it into ``out_dir`` and score it; returns its
-    metric rows (none for an unlabelled case)."""
+    metric rows (none for an unlabelled case). ``stage_dir``: a cascade's first-stage
+    label maps."""
     plan = plans.configuration(config_name)
     preprocessed = load_preprocessed_case(data_dir, case_id, mmap=False)  # writable arrays
+    image = preprocessed.image
+    if plan.previous_stage is not None:
+        if stage_dir is None:
+            raise ValueError(f"{config_name} is a cascade: validating it needs its stage_dir")
+        stage = np.load(stage_dir / f"{case_id}.npy", allow_pickle=False)
+        image = with_stage_channels(image, stage, plans.foreground_labels)
     probabilities = predict_probabilities(
         [network],
         plan,
-        preprocessed.image,
+        image,
         use_mirroring=options.mirroring,
         step_fraction=options.step_fraction,
         device=options.device,
@@ -133,6 +146,7 @@ def validate_cases(
     *,
     inputs: dict[str, str],
     label: str | None = None,
+    stage_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Predict, export and score ``case_ids``; write ``summary.json``; return its content.
 
@@ -147,6 +161,7 @@ def validate_cases(
         options: How to predict (device, mirroring, step, precision).
         inputs: Digests recorded in summary.json (the checkpoint it was computed from).
         label: What the progress shows (default ``"<config> validation"``).
+        stage_dir: A cascade's first-stage label maps.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -154,7 +169,7 @@ def validate_cases(
     desc = label or f"{config_name} validation"
     for case_id in progress(case_ids, desc=desc, total=len(case_ids)):
         rows += validate_case(
-            network, plans, config_name, data_dir, case_id, dataset, out_dir, options
+            network, plans, config_name, data_dir, case_id, dataset, out_dir, options, stage_dir
         )
     summary = summarize(pd.DataFrame.from_records(rows)) if rows else {}
     content = {"schema_version": 1, "inputs": inputs, "metrics": rows, "summary": summary}
