@@ -29,13 +29,13 @@ __all__ = [
     "workspace_from_args",
 ]
 
-NNUNET_CONFIGURATIONS: dict[str, str | None] = {
+NNUNET_CONFIGURATIONS: dict[str, str] = {
     "3d_fullres": "unet3d",
-    "3d_lowres": None,
-    "3d_cascade_fullres": None,
-    "2d": None,
+    "3d_lowres": "unet3d_lowres",
+    "3d_cascade_fullres": "unet3d_cascade",
+    "2d": "unet2d",
 }
-"""nnU-Net v2 configuration names -> autoseg's counterpart (None: there is none)."""
+"""nnU-Net v2 configuration names -> autoseg's counterpart."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -60,8 +60,9 @@ def configuration_name(text: str) -> str:
     """A ``--config`` value, refusing nnU-Net's configuration names with a hint.
 
     Raises:
-        argparse.ArgumentTypeError: for ``3d_fullres`` (did you mean unet3d?), ``2d``,
-            ``3d_lowres`` and ``3d_cascade_fullres`` (no counterpart).
+        argparse.ArgumentTypeError: for ``3d_fullres`` (did you mean unet3d?), ``2d``
+            (unet2d), ``3d_lowres`` (unet3d_lowres) and ``3d_cascade_fullres``
+            (unet3d_cascade).
     """
     for name in (part.strip() for part in text.split(",")):
         if name in NNUNET_CONFIGURATIONS:
@@ -69,9 +70,6 @@ def configuration_name(text: str) -> str:
             raise argparse.ArgumentTypeError(
                 f"{name!r} is an nnU-Net configuration; did you mean {counterpart!r} (its "
                 "autoseg counterpart)?"
-                if counterpart
-                else f"{name!r} is an nnU-Net configuration that autoseg does not plan; "
-                "choose unet3d (nnU-Net's 3d_fullres) or deepmedic"
             )
     return text
 

@@ -14,6 +14,7 @@ from autoseg.cli.options import (
     positive_int,
     workspace_from_args,
 )
+from autoseg.planner.decisions import CANDIDATES
 from autoseg.workspace import NUM_FOLDS
 
 
@@ -88,7 +89,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     )
     _add_model_choice(
         p,
-        choices=("best", "unet3d", "deepmedic"),
+        choices=("best", *CANDIDATES),
         default_help="configuration, or best = find-best's choice (default: best when "
         "best.json exists, else the only trained configuration)",
     )
@@ -190,7 +191,7 @@ def add_export_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="ZIP", help="archive to write")
     _add_model_choice(
         p,
-        choices=("all", "best", "unet3d", "deepmedic"),
+        choices=("all", "best", *CANDIDATES),
         default_help="configuration(s) to export (default: all with trained folds)",
     )
 

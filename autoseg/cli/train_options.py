@@ -108,8 +108,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         type=configuration_name,
         default="all",
         metavar="CONFIG",
-        help="planned configuration(s) to train: unet3d, deepmedic, unet3d,deepmedic or all "
-        "(default: all)",
+        help="planned configuration(s) to train: unet3d, unet2d, unet3d_lowres, "
+        "unet3d_cascade, deepmedic, a comma-separated list, or all (default: all that was "
+        "planned; plans.json's decisions say why each was or was not)",
     )
     _add_schedule_options(p)
     g = p.add_argument_group("run")

@@ -246,6 +246,7 @@ def _log_cost(predictor: Predictor, case: Case) -> None:
         mirroring=predictor.options.use_mirroring,
         step_fraction=predictor.options.step_fraction,
         on_cpu=predictor.device.type == "cpu",
+        stages={s: len(n) for s, n in predictor.stage_networks.items()},
     )
     logger.info(
         "%s (for a case like %s, %s); --tta/--no-tta and --folds change it",

@@ -98,6 +98,7 @@ def estimate_prediction_cost(
     mirroring: bool,
     step_fraction: float,
     on_cpu: bool,
+    stages: Mapping[str, int] | None = None,
 ) -> PredictionCost:
     """The cost of predicting a case of ``original_shape`` (Z, Y, X) at ``original_spacing``.
 
@@ -107,11 +108,15 @@ def estimate_prediction_cost(
         mirroring: Test-time mirroring along the plan's mirror axes.
         step_fraction: The sliding window's step.
         on_cpu: Estimate seconds (from the plan's measured CPU speed, when it has one).
+        stages: The first stages of cascades -> their models, run before the cascade
+            (listed as ``<stage> (first stage)``).
     """
     costs = []
     seconds: float | None = 0.0
     speed = plans.hardware.cpu_speed
-    for name, models in folds.items():
+    runs = [(name, name, models) for name, models in folds.items()]
+    runs += [(f"{name} (first stage)", name, models) for name, models in (stages or {}).items()]
+    for label, name, models in runs:
         plan = plans.configuration(name)
         shape = [
             max(1, round(n * s / t))
@@ -119,7 +124,11 @@ def estimate_prediction_cost(
         ]
         mirrors = 2 ** len(plan.augmentation.mirror_axes) if mirroring else 1
         cost = ConfigurationCost(
-            name, models, mirrors, network_windows(plan, shape, step_fraction), _window_gflops(plan)
+            label,
+            models,
+            mirrors,
+            network_windows(plan, shape, step_fraction),
+            _window_gflops(plan),
         )
         costs.append(cost)
         if on_cpu and speed is not None and seconds is not None:

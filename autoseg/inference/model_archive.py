@@ -101,7 +101,13 @@ def _selection(
             path=workspace.results_dir,
         )
     parts = [select_models(workspace, plans, c, folds, checkpoint) for c in names]
-    return ModelSelection(tuple(names), {c: p.folds[c] for c, p in zip(names, parts)}, checkpoint)
+    stages = {s: f for p in parts for s, f in p.stage_folds.items()}
+    return ModelSelection(
+        tuple(names),
+        {c: p.folds[c] for c, p in zip(names, parts)},
+        checkpoint,
+        stage_folds=stages,
+    )
 
 
 def _best_fits(workspace: Workspace, selection: ModelSelection) -> bool:
@@ -175,19 +181,18 @@ def _write_archive(
         _add_bytes(archive, files, sizes, "plans.json", workspace.plans_json.read_bytes())
         if has_best:
             _add_bytes(archive, files, sizes, "best.json", workspace.best_json.read_bytes())
-        for paths in selection.checkpoint_paths(workspace).values():
-            for path in paths:
-                loaded = load_checkpoint(path)
-                differences = plans_differences(plans, loaded.plans)
-                if differences:
-                    raise CheckpointError(
-                        f"checkpoint was trained with other plans than {workspace.plans_json} "
-                        f"(they differ in {', '.join(differences[:6])})",
-                        path=path,
-                    )
-                arcname = path.relative_to(workspace.root).as_posix()
-                payload = {k: loaded.raw[k] for k in _KEPT_KEYS}
-                _add_checkpoint(archive, files, sizes, arcname, payload, scratch)
+        for path in selection.all_checkpoint_paths(workspace):  # cascades: first stages too
+            loaded = load_checkpoint(path)
+            differences = plans_differences(plans, loaded.plans)
+            if differences:
+                raise CheckpointError(
+                    f"checkpoint was trained with other plans than {workspace.plans_json} "
+                    f"(they differ in {', '.join(differences[:6])})",
+                    path=path,
+                )
+            arcname = path.relative_to(workspace.root).as_posix()
+            payload = {k: loaded.raw[k] for k in _KEPT_KEYS}
+            _add_checkpoint(archive, files, sizes, arcname, payload, scratch)
         manifest = {
             "format": ARCHIVE_FORMAT,
             "schema_version": ARCHIVE_SCHEMA_VERSION,

@@ -4,6 +4,10 @@
 postprocessing rule. A named configuration uses every trained fold (or ``--folds``). A fold
 is trained when ``results/<config>/fold_<k>/checkpoint_<name>.pt`` exists (``final`` by
 default). Every checkpoint must carry the same plans as the workspace's plans.json.
+
+A cascade (a configuration with a ``previous_stage``) also needs its first stage: the first
+stage's every trained cross-validation fold (``stage_folds``), whose ensemble gives the
+segmentation the second stage takes as input.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class ModelSelection:
         postprocessing: Foreground label -> keep only its largest component (best.json's
             rule; empty for a named configuration).
         source: "best.json" or "config".
+        stage_folds: First stage of a selected cascade -> the folds of it that run first.
     """
 
     configs: tuple[str, ...]
@@ -49,10 +54,13 @@ class ModelSelection:
     checkpoint: str
     postprocessing: Mapping[int, bool] = field(default_factory=dict)
     source: str = "config"
+    stage_folds: Mapping[str, tuple[int | str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folds", FrozenDict({k: tuple(v) for k, v in self.folds.items()}))
         object.__setattr__(self, "postprocessing", FrozenDict(dict(self.postprocessing)))
+        stages = FrozenDict({k: tuple(v) for k, v in self.stage_folds.items()})
+        object.__setattr__(self, "stage_folds", stages)
 
     def checkpoint_paths(self, workspace: Workspace) -> dict[str, list[Path]]:
         """Configuration -> checkpoint file of each of its folds."""
@@ -60,6 +68,17 @@ class ModelSelection:
             config: [workspace.checkpoint_path(config, f, self.checkpoint) for f in folds]
             for config, folds in self.folds.items()
         }
+
+    def stage_selection(self) -> ModelSelection:
+        """The first stages of the selected cascades, as a selection of their own."""
+        return ModelSelection(tuple(self.stage_folds), self.stage_folds, self.checkpoint)
+
+    def all_checkpoint_paths(self, workspace: Workspace) -> list[Path]:
+        """Every checkpoint the prediction reads (the first stages' included), once each."""
+        paths = [p for group in self.checkpoint_paths(workspace).values() for p in group]
+        for group in self.stage_selection().checkpoint_paths(workspace).values():
+            paths += group
+        return list(dict.fromkeys(paths))
 
 
 def trained_folds(workspace: Workspace, config: str, checkpoint: str = "final") -> list[int | str]:
@@ -198,10 +217,35 @@ def select_models(
             _check_config(plans, name)
         chosen = folds if folds is not None else best_folds
         selected = {c: _folds_for(workspace, c, chosen, checkpoint) for c in configs}
-        return ModelSelection(configs, selected, checkpoint, rule, "best.json")
+        stages = _stage_folds(workspace, plans, configs, checkpoint)
+        return ModelSelection(configs, selected, checkpoint, rule, "best.json", stages)
     _check_config(plans, config)
     selected = {config: _folds_for(workspace, config, folds, checkpoint)}
-    return ModelSelection((config,), selected, checkpoint)
+    stages = _stage_folds(workspace, plans, (config,), checkpoint)
+    return ModelSelection((config,), selected, checkpoint, stage_folds=stages)
+
+
+def _stage_folds(
+    workspace: Workspace, plans: Plans, configs: Sequence[str], checkpoint: str
+) -> dict[str, tuple[int | str, ...]]:
+    """First stage -> its trained cross-validation folds, for every cascade in ``configs``.
+
+    Raises:
+        CheckpointError: when a cascade's first stage has no trained fold.
+    """
+    stages: dict[str, tuple[int | str, ...]] = {}
+    for name in configs:
+        stage = plans.configuration(name).previous_stage
+        if stage is not None and stage not in stages:
+            try:
+                stages[stage] = _folds_for(workspace, stage, None, checkpoint)
+            except CheckpointError as err:
+                raise CheckpointError(
+                    f"{name} predicts on the segmentation of its first stage {stage}, which "
+                    f"has no trained fold ({err.message})",
+                    path=err.path,
+                ) from None
+    return stages
 
 
 def plans_differences(expected: Plans, found: Plans) -> list[str]:

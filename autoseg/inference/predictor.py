@@ -11,6 +11,12 @@ sigmoid per region for region-based training;
 :func:`~autoseg.inference.probabilities.predict_probabilities`); configurations (an ensemble
 chosen by find-best) are then averaged with equal weights on the first configuration's grid
 (the others' probabilities are resampled to it; every grid spans the same crop box).
+
+A cascade runs both stages: the first stage's folds (``ModelSelection.stage_folds``) predict
+the case on their own grid, their ensemble's label map in the original geometry is brought
+onto the cascade's grid as training brought its out-of-fold predictions
+(:mod:`autoseg.inference.cascade`), and the second stage's folds predict on the image plus
+that segmentation, one channel per foreground label.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from torch import nn
 from autoseg.data.case_io import CaseArrays, load_case
 from autoseg.data.dataset import Case, Dataset
 from autoseg.errors import CheckpointError, ConfigError, InputError
+from autoseg.inference.cascade import stage_on_grid, with_stage_channels
 from autoseg.inference.checkpoint import load_model
 from autoseg.inference.deepmedic_tiling import FeatureLayer
-from autoseg.inference.export import export_prediction, write_feature_maps
+from autoseg.inference.export import export_prediction, original_labels, write_feature_maps
 from autoseg.inference.models import ModelSelection, plans_differences, select_models
 from autoseg.inference.probabilities import (
     predict_probabilities,
@@ -154,13 +161,23 @@ class Predictor:
         networks: Mapping[str, Sequence[nn.Module]],
         device: torch.device,
         options: PredictionOptions = PredictionOptions(),
+        stage_networks: Mapping[str, Sequence[nn.Module]] | None = None,
     ) -> None:
         self.plans = plans
         self.selection = selection
         self.networks = {k: list(v) for k, v in networks.items()}
+        self.stage_networks = {k: list(v) for k, v in (stage_networks or {}).items()}
         self.device = device
         self.options = options
-        self.settings = {c: preprocessing_settings(plans, c) for c in selection.configs}
+        used = (*selection.configs, *selection.stage_folds)
+        self.settings = {c: preprocessing_settings(plans, c) for c in used}
+        for config in selection.configs:
+            stage = plans.configuration(config).previous_stage
+            if stage is not None and not self.stage_networks.get(stage):
+                raise ConfigError(
+                    f"{config} is a cascade: predicting with it needs the networks of its "
+                    f"first stage {stage}"
+                )
         if options.feature_layers and not any(
             isinstance(plans.configuration(c).network, DeepMedicConfig) for c in selection.configs
         ):
@@ -199,7 +216,8 @@ class Predictor:
         selection = select_models(workspace, plans, config, folds, checkpoint)
         resolved = resolve_device(device)
         networks = load_networks(workspace, plans, selection, resolved)
-        return cls(plans, selection, networks, resolved, options)
+        stages = load_networks(workspace, plans, selection.stage_selection(), resolved)
+        return cls(plans, selection, networks, resolved, options, stages)
 
     @property
     def dataset_stub(self) -> Dataset:
@@ -248,10 +266,14 @@ class Predictor:
             case = prepared.preprocessed[self.settings[config].data_identifier]
             plan = self.plans.configuration(config)
             wants_features = isinstance(plan.network, DeepMedicConfig)
+            image = np.asarray(case.image)
+            if plan.previous_stage is not None:
+                stage = self._first_stage_labels(plan.previous_stage, prepared, case.properties)
+                image = with_stage_channels(image, stage, self.plans.foreground_labels)
             probabilities, found = predict_with_features(
                 self.networks[config],
                 plan,
-                np.asarray(case.image),
+                image,
                 use_mirroring=self.options.use_mirroring,
                 step_fraction=self.options.step_fraction,
                 device=self.device,
@@ -280,6 +302,33 @@ class Predictor:
         return Prediction(
             prepared.case_id, total, reference, prepared.roi, features, feature_properties
         )
+
+    def _first_stage_labels(
+        self, stage: str, prepared: PreparedCase, properties: CaseProperties
+    ) -> np.ndarray:
+        """The first stage's fold ensemble of a case, as a label map on the grid of
+        ``properties`` (the cascade's)."""
+        case = prepared.preprocessed[self.settings[stage].data_identifier]
+        probabilities = predict_probabilities(
+            self.stage_networks[stage],
+            self.plans.configuration(stage),
+            np.asarray(case.image),
+            use_mirroring=self.options.use_mirroring,
+            step_fraction=self.options.step_fraction,
+            device=self.device,
+            amp=self.options.amp,
+            roi=case.roi,
+            region_based=self.plans.region_based,
+        )
+        threshold = self.plans.heuristics.anisotropy_threshold
+        labels = original_labels(
+            probabilities,
+            case.properties,
+            roi=prepared.roi,
+            anisotropy_threshold=threshold,
+            regions_class_order=self.plans.regions_class_order,
+        )
+        return stage_on_grid(labels, properties, anisotropy_threshold=threshold)
 
     def predict_case(self, case: Case, dataset: Dataset | None = None) -> Prediction:
         """Read, check, preprocess and predict one case."""
