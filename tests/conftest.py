@@ -98,6 +98,8 @@ def small_heuristics_values() -> dict[str, Any]:
         "deepmedic_max_train_output": 5,
         "deepmedic_inference_output": 15,
         "unet_max_batch_size": 2,
+        "unet2d_min_batch_size": 2,
+        "unet2d_max_batch_size": 4,
     }
 
 

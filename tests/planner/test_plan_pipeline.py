@@ -52,7 +52,8 @@ def test_plans_fit_the_target_and_preprocessing_is_complete(planned, name: str) 
     plans = load_plans(workspace.plans_json)
     dataset = load_dataset(dataset_path)
     limit = plans.hardware.memory_target_bytes * plans.heuristics.memory_safety_margin
-    assert set(plans.configurations) == {"unet3d", "deepmedic"}
+    assert set(plans.configurations) == {"unet3d", "unet2d", "deepmedic"}
+    assert [n for n, d in plans.decisions.items() if d.planned] == list(plans.configurations)
     for config in plans.configurations.values():
         assert 0 < config.estimated_memory_bytes <= limit
         budget = compute_budget_gflops(

@@ -1,0 +1,158 @@
+"""The U-Net configurations: unet2d, unet3d_lowres, unet3d_cascade, and why each is planned."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autoseg.frozendict import FrozenDict
+from autoseg.networks import UNetConfig
+from autoseg.planner.compute import estimate_training_gflops
+from autoseg.planner.fingerprint import CaseFingerprint, Fingerprint, IntensityStats
+from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.planner.memory import estimate_training_memory
+from autoseg.planner.planner import compute_budget_gflops, plan_dataset
+from autoseg.planner.plans import CpuSpeed, HardwareTarget, Plans
+from autoseg.planner.unet_plans import slice_axis_for
+
+GPU = HardwareTarget("cuda", "test", 11 * 10**9, "--gpu-memory", 8)
+CPU = HardwareTarget(
+    "cpu",
+    "test",
+    6 * 10**9,
+    "cpu-ram",
+    2,
+    CpuSpeed({"unet": {"fp32": 60.0}, "deepmedic": {"fp32": 40.0}}, 1, 0.6),
+)
+
+
+def _fingerprint(
+    spacing: tuple[float, float, float], shape: tuple[int, int, int], classes: int = 3
+) -> Fingerprint:
+    stats = (IntensityStats(0.0, 1.0, 0.0, -2.0, 2.0, -3.0, 3.0),)
+    voxels = FrozenDict({v: 10_000 if v == 0 else 1_000 for v in range(classes)})
+    case = CaseFingerprint("c", spacing, shape, shape, stats, voxels, FrozenDict(), FrozenDict())  # type: ignore[arg-type]
+    total = sum(voxels.values())
+    return Fingerprint(
+        "Example", ("T2",), FrozenDict({f"class_{v}": v for v in range(classes)}), (case,) * 20,
+        stats, FrozenDict({v: n / total for v, n in voxels.items()}),
+        FrozenDict({v: 1.0 for v in range(1, classes)}), spacing, shape,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _check_fits(plans: Plans) -> None:
+    limit = plans.hardware.memory_target_bytes * plans.heuristics.memory_safety_margin
+    for config in plans.configurations.values():
+        assert config.estimated_memory_bytes <= limit
+        assert config.estimated_memory_bytes == estimate_training_memory(
+            config.network, config.patch_size, config.batch_size, config.precision
+        )
+        budget = compute_budget_gflops(
+            config.network.kind, config.precision, plans.hardware, plans.heuristics
+        )
+        if budget is not None:
+            assert config.estimated_gflops_per_iteration <= budget, config.name
+            assert config.estimated_gflops_per_iteration == pytest.approx(
+                estimate_training_gflops(config.network, config.patch_size, config.batch_size)
+            )
+
+
+@pytest.mark.parametrize("hardware", [GPU, CPU], ids=["gpu", "cpu"])
+def test_thick_slices_get_a_2d_unet_across_the_slices(hardware: HardwareTarget) -> None:
+    plans = plan_dataset(
+        _fingerprint((5.0, 0.7, 0.7), (24, 320, 320)), PlannerHeuristics(), hardware
+    )
+    config = plans.configurations["unet2d"]
+    network = config.network
+    assert isinstance(network, UNetConfig) and network.kind == "unet2d"
+    assert network.slice_axis == 0 and all(len(k) == 2 for k in network.kernel_sizes)
+    assert config.patch_size[0] == 1 and min(config.patch_size[1:]) >= 64
+    assert config.batch_size >= plans.heuristics.unet2d_min_batch_size
+    assert config.batch_size > plans.configurations["unet3d"].batch_size  # 2D batches are larger
+    assert config.data_identifier == plans.configurations["unet3d"].data_identifier
+    assert config.augmentation.mirror_axes == (1, 2)
+    assert config.augmentation.rotate_in_plane_only
+    assert config.augmentation.rotation_degrees == (180.0, 0.0, 0.0)
+    decision = plans.decisions["unet2d"]
+    assert decision.planned and "slices across Z, the coarsest axis" in decision.reason
+    _check_fits(plans)
+
+
+def test_the_slice_axis_is_the_coarsest_or_the_first() -> None:
+    assert slice_axis_for((5.0, 0.7, 0.7)) == 0
+    assert slice_axis_for((0.8, 3.0, 0.8)) == 1
+    assert slice_axis_for((1.0, 1.0, 1.0)) == 0
+    assert slice_axis_for((1.0, 1.0004, 1.0)) == 0  # within 0.1 %: isotropic
+    plans = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (64, 64, 64)), PlannerHeuristics(), GPU)
+    assert "no axis is coarser, so the first" in plans.decisions["unet2d"].reason
+
+
+def test_small_images_get_no_low_resolution_stage() -> None:
+    plans = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (40, 56, 40)), PlannerHeuristics(), GPU)
+    assert set(plans.configurations) == {"unet3d", "unet2d", "deepmedic"}
+    lowres, cascade = plans.decisions["unet3d_lowres"], plans.decisions["unet3d_cascade"]
+    assert not lowres.planned and "covers 100% of the median image" in lowres.reason
+    assert not cascade.planned and "no low-resolution stage" in cascade.reason
+
+
+@pytest.mark.parametrize("hardware", [GPU, CPU], ids=["gpu", "cpu"])
+def test_large_images_get_a_low_resolution_stage_and_a_cascade(hardware: HardwareTarget) -> None:
+    shape = (400, 512, 512)  # abdominal CT at 0.8 mm
+    heuristics = PlannerHeuristics()
+    plans = plan_dataset(_fingerprint((0.8, 0.8, 0.8), shape), heuristics, hardware)
+    fullres, lowres = plans.configurations["unet3d"], plans.configurations["unet3d_lowres"]
+    cascade = plans.configurations["unet3d_cascade"]
+    median = math.prod(shape)
+    assert math.prod(fullres.patch_size) / median < heuristics.lowres_patch_fraction
+    assert all(lo > full for lo, full in zip(lowres.target_spacing, fullres.target_spacing))
+    assert lowres.data_identifier != fullres.data_identifier
+    scale = math.prod(f / lo for f, lo in zip(fullres.target_spacing, lowres.target_spacing))
+    coverage = math.prod(lowres.patch_size) / (median * scale)
+    assert coverage >= heuristics.lowres_patch_fraction
+    # one step less would not have covered enough (the spacing grows no further than needed)
+    assert coverage < heuristics.lowres_patch_fraction * heuristics.lowres_spacing_step**3 * 1.5
+    assert cascade.previous_stage == "unet3d_lowres" and lowres.previous_stage is None
+    # the unet3d patch, unless the extra channels no longer fit (the CPU's compute budget)
+    assert math.prod(cascade.patch_size) <= math.prod(fullres.patch_size)
+    assert cascade.patch_size == fullres.patch_size or hardware.device == "cpu"
+    assert cascade.data_identifier == fullres.data_identifier
+    assert isinstance(cascade.network, UNetConfig) and isinstance(fullres.network, UNetConfig)
+    assert cascade.network.in_channels == fullres.network.in_channels + 2  # labels 1, 2
+    assert plans.decisions["unet3d_lowres"].planned and plans.decisions["unet3d_cascade"].planned
+    assert "less than lowres_patch_fraction 25%" in plans.decisions["unet3d_lowres"].reason
+    _check_fits(plans)
+
+
+def test_the_lowres_rule_is_a_tunable_heuristic() -> None:
+    fingerprint = _fingerprint((0.8, 0.8, 0.8), (400, 512, 512))
+    never = PlannerHeuristics(lowres_patch_fraction=1e-4)
+    assert "unet3d_lowres" not in plan_dataset(fingerprint, never, GPU).configurations
+    strict = PlannerHeuristics(lowres_min_voxel_reduction=1e6)
+    plans = plan_dataset(fingerprint, strict, GPU)
+    reason = plans.decisions["unet3d_lowres"].reason
+    assert "unet3d_lowres" not in plans.configurations and "lowres_min_voxel_reduction" in reason
+
+
+def test_anisotropic_lowres_grows_the_fine_axes_first() -> None:
+    plans = plan_dataset(_fingerprint((5.0, 0.7, 0.7), (80, 512, 512)), PlannerHeuristics(), GPU)
+    lowres = plans.configurations["unet3d_lowres"]
+    z, y, x = lowres.target_spacing
+    assert z == pytest.approx(5.0) and y == x and 0.7 < y <= 2.5 + 1e-6
+
+
+def test_plans_round_trip_with_decisions_and_stages() -> None:
+    plans = plan_dataset(_fingerprint((0.8, 0.8, 0.8), (400, 512, 512)), PlannerHeuristics(), GPU)
+    data = json.loads(plans.to_json())
+    assert list(data["decisions"]) == [
+        "unet3d",
+        "unet2d",
+        "unet3d_lowres",
+        "unet3d_cascade",
+        "deepmedic",
+    ]
+    assert data["configurations"]["unet3d_cascade"]["previous_stage"] == "unet3d_lowres"
+    assert "previous_stage" not in data["configurations"]["unet3d"]
+    assert data["configurations"]["unet2d"]["network"]["kind"] == "unet2d"
+    assert Plans.from_json(plans.to_json()) == plans
