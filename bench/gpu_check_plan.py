@@ -101,10 +101,18 @@ def _budget(plan: Any, hardware: Any, heuristics: Any) -> float | None:
 
 
 def _unet_patch_limit(plan: Any, hardware: Any, h: Any, median: tuple[int, int, int]) -> str:
-    from autoseg.planner.unet_topology import initial_patch_size, unet_config_for_patch
+    from autoseg.planner.unet_topology import (
+        initial_patch_size,
+        initial_slice_patch_size,
+        unet_config_for_patch,
+    )
 
-    first = initial_patch_size(plan.target_spacing, median, h)
     net = plan.network
+    axis = net.slice_axis  # the 2D U-Net's, else None
+    if axis is None:
+        first = initial_patch_size(plan.target_spacing, median, h)
+    else:
+        first = initial_slice_patch_size(plan.target_spacing, median, axis, h)
     _, padded = unet_config_for_patch(
         first,
         plan.target_spacing,
@@ -112,6 +120,7 @@ def _unet_patch_limit(plan: Any, hardware: Any, h: Any, median: tuple[int, int, 
         net.num_classes,
         h,
         on_cpu=hardware.device == "cpu",
+        slice_axis=axis,
     )
     if tuple(plan.patch_size) != tuple(padded):
         return "memory" if _budget(plan, hardware, h) is None else "memory/compute"
@@ -136,15 +145,20 @@ def limits(
     plan: Any, hardware: Any, heuristics: Any, median: tuple[int, int, int]
 ) -> dict[str, Any]:
     """What limited the patch and the batch of a configuration (inferred; see the module)."""
-    unet = plan.network.kind == "unet3d"
+    unet = plan.network.kind != "deepmedic"
+    two_d = plan.network.kind == "unet2d"
     if unet:
         patch = _unet_patch_limit(plan, hardware, heuristics, median)
-        largest_batch = heuristics.unet_max_batch_size
+        largest_batch = (
+            heuristics.unet2d_max_batch_size if two_d else heuristics.unet_max_batch_size
+        )
+        cap_name = "unet2d_max_batch_size" if two_d else "unet_max_batch_size"
     else:
         patch = _deepmedic_segment_limit(plan, hardware, heuristics, median)
         largest_batch = heuristics.deepmedic_max_batch_size
+        cap_name = "deepmedic_max_batch_size"
     if plan.batch_size >= largest_batch:
-        batch = "unet_max_batch_size" if unet else "deepmedic_max_batch_size"
+        batch = cap_name
     elif not _fits(plan, hardware, heuristics, plan.batch_size + 1):
         batch = "memory" if _budget(plan, hardware, heuristics) is None else "memory/compute"
     else:
@@ -167,9 +181,10 @@ def limits(
 
 
 def _network_text(network: Any) -> str:
-    if network.kind == "unet3d":
+    if network.kind != "deepmedic":
         feats = "-".join(str(f) for f in network.features_per_stage)
-        return f"U-Net {feats} ({network.num_stages} stages)"
+        kind = "2D U-Net" if network.kind == "unet2d" else "U-Net"
+        return f"{kind} {feats} ({network.num_stages} stages)"
     subs = ",".join("x".join(str(v) for v in s.factor) for s in network.subsampled)
     fc = "-".join(str(f) for f in network.fc_features)
     normal = "-".join(str(f) for f in network.normal.features)
@@ -259,7 +274,9 @@ def plan_dataset_targets(
         info["median_shape"] = list(median)
         info["target_spacing"] = list(spacing)
         for name in plans.configurations:
-            row = configuration_row(dataset.name, label, plans, name, median)
+            own = plans.configuration(name).target_spacing  # the low-resolution stage's own
+            at = median if tuple(own) == tuple(spacing) else _median_shape(fingerprint, own)
+            row = configuration_row(dataset.name, label, plans, name, at)
             ctx.planned.append((row, plans, name))
     return info
 

@@ -19,6 +19,7 @@ import torch
 from autoseg.diagnostics.memory_cases import (
     ValidationCase,
     deepmedic_validation_cases,
+    unet2d_validation_cases,
     unet_validation_cases,
 )
 from autoseg.diagnostics.memory_measure import (
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cases = unet_validation_cases() + deepmedic_validation_cases()
+    cases = unet_validation_cases() + unet2d_validation_cases() + deepmedic_validation_cases()
     worst = cpu_table(cases)
     print(f"\nworst CPU error: {worst:.4%} over {len(cases)} configurations")
     print(f"estimate: {time_estimates() * 1e6:.0f} µs per call")

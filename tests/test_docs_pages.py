@@ -209,6 +209,20 @@ def test_networks_worked_example_is_the_plan() -> None:
     assert isinstance(network, UNetConfig)
     assert "| kernel | " + " | ".join(_x(k) for k in network.kernel_sizes) + " |" in text
     assert "| stride | " + " | ".join(_x(s) for s in network.strides) + " |" in text
+    two_d = prostate.configurations["unet2d"]
+    assert isinstance(two_d.network, UNetConfig) and two_d.network.slice_axis == 0
+    assert f"{_x(two_d.patch_size[1:])} patch and a batch\nof {two_d.batch_size} " in text
+    assert "| kernel | " + " | ".join(_x(k) for k in two_d.network.kernel_sizes) + " |" in text
+    assert "| stride | " + " | ".join(_x(s) for s in two_d.network.strides) + " |" in text
+    planes = [_x(shape[1:]) for shape in two_d.network.stage_shapes(two_d.patch_size)]
+    assert "| resolution (Y×X) | " + " | ".join(planes) + " |" in text
+    ct = plan_dataset(
+        _fingerprint(("CT",), 3, (0.8, 0.8, 0.8), (400, 512, 512)), PlannerHeuristics(), gpu
+    )
+    lowres = ct.configurations["unet3d_lowres"]
+    assert f"patch of {_x(ct.configurations['unet3d'].patch_size)}" in text
+    assert f"at {lowres.target_spacing[0]:.2f} mm" in text
+    assert ct.decisions["unet3d_lowres"].reason.endswith("the patch covers 29%")
 
 
 # --- docs/demo.md: the presets are the demo's settings -------------------------------------

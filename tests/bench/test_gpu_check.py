@@ -60,7 +60,7 @@ def test_without_a_gpu_the_cpu_parts_run_and_the_gpu_parts_are_skipped(tmp_path:
     assert any("Hippocampus dev set not found" in note for note in planning["notes"])
     rows = sections["memory"]["data"]["rows"]
     assert {(r["target"], r["config"]) for r in rows} == {
-        (t, c) for t in (*TARGETS, "detected") for c in ("unet3d", "deepmedic")
+        (t, c) for t in (*TARGETS, "detected") for c in ("unet3d", "unet2d", "deepmedic")
     }
     for row in rows:
         assert row["dataset"] == "phantom"

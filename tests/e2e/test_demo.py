@@ -85,7 +85,9 @@ def test_demo_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     progress = [what for what in written if what.startswith("progress ")]
     best = json.loads((work / "best.json").read_text())
     splits = json.loads((work / "splits.json").read_text())
-    assert len(progress) == len(best["folds"]) * 2 == splits["num_folds"] * 2
+    planned = json.loads((work / "plans.json").read_text())["configurations"]
+    assert set(planned) == {"unet3d", "unet2d", "deepmedic"}  # every planned one is trained
+    assert len(progress) == len(best["folds"]) * 3 == splits["num_folds"] * 3
     assert len(list((work / "demo_predictions").glob("*.nii.gz"))) == 2
     _check_overlay(written["overlay"])
 

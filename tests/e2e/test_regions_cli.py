@@ -49,7 +49,7 @@ def test_regions_and_ignore_label_through_every_step(
     ws.splits_json.write_text(json.dumps(split))  # nnU-Net's splits_final.json form
     capsys.readouterr()
     assert main(["train", "--work", str(work), *FAST]) == 0  # every fold of the split
-    assert capsys.readouterr().out.count("trained") == 2
+    assert capsys.readouterr().out.count("trained") == 3  # unet3d, unet2d, deepmedic
     assert json.loads(ws.splits_json.read_text()) == split  # honoured, never replaced
     for config in ("unet3d", "deepmedic"):
         _check_fold(ws, config)

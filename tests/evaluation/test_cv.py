@@ -198,8 +198,8 @@ def test_missing_folds_and_cases_are_named(ws: Workspace) -> None:
 
 
 def test_bad_inputs_raise_clear_errors(ws: Workspace) -> None:
-    with pytest.raises(PlansError, match="no configuration 'unet2d'"):
-        summarise_cv(ws, "unet2d")
+    with pytest.raises(PlansError, match="no configuration 'unet3d_lowres'"):
+        summarise_cv(ws, "unet3d_lowres")
     with pytest.raises(ConfigError, match="did you mean 'dice'"):
         summarise_cv(ws, "unet3d", "dic")
     shifted = Geometry(SHAPE, (2.0, 1.0, 1.0), (0.0, 0.0, 5.0), GEOMETRY.direction)

@@ -103,8 +103,8 @@ def test_train_folds(argv, folds, fold) -> None:
     [
         (["train", "--config", "3d_fullres"], "did you mean 'unet3d'"),
         (["predict", "-i", "x", "-o", "y", "--config", "3d_fullres"], "did you mean 'unet3d'"),
-        (["find-best", "--configs", "unet3d", "2d"], "autoseg does not plan"),
-        (["train", "--config", "unet3d,3d_lowres"], "autoseg does not plan"),
+        (["find-best", "--configs", "unet3d", "2d"], "did you mean 'unet2d'"),
+        (["train", "--config", "unet3d,3d_lowres"], "did you mean 'unet3d_lowres'"),
         (["predict", "-i", "x", "-o", "y", "--folds", "0", "all"], "give it alone"),
         (["train", "--epoch", "3"], "did you mean --epochs?"),
         (["predict", "-i", "x", "-o", "y", "--fold", "0"], "did you mean --folds?"),
