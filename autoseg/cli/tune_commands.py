@@ -52,7 +52,8 @@ def _add_length(p: argparse.ArgumentParser) -> None:
         type=configuration_name,
         default=["unet3d", "deepmedic"],
         metavar="CONFIG",
-        help="configurations trained per dataset (default: unet3d deepmedic)",
+        help="configurations trained per dataset (default: unet3d deepmedic; also unet2d, "
+        "unet3d_lowres where a trial plans it; not the cascade)",
     )
     add_folds(
         g,

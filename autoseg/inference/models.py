@@ -168,6 +168,9 @@ def read_best_json(path: Path) -> tuple[tuple[str, ...], tuple[int | str, ...], 
 
 
 def _check_config(plans: Plans, config: str) -> None:
+    why = plans.not_planned(config)
+    if why is not None:
+        raise ConfigError(f"{why}; planned: {', '.join(plans.configurations)}")
     if config not in plans.configurations:
         planned = list(plans.configurations)
         hint = did_you_mean(config, planned)

@@ -46,10 +46,15 @@ class ConvNormAct(nn.Module):
         super().__init__()
         padding = tuple(k // 2 for k in kernel_size)
         stride = stride or (1,) * len(kernel_size)
-        conv = nn.Conv2d if len(kernel_size) == 2 else nn.Conv3d
+        conv: type[nn.Conv2d | nn.Conv3d] = nn.Conv2d if len(kernel_size) == 2 else nn.Conv3d
         norm = nn.InstanceNorm2d if len(kernel_size) == 2 else nn.InstanceNorm3d
         self.conv = conv(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False
+            in_channels,
+            out_channels,
+            kernel_size,  # type: ignore[arg-type]  # a pair (2D) or a triple (3D)
+            stride=stride,  # type: ignore[arg-type]
+            padding=padding,  # type: ignore[arg-type]
+            bias=False,
         )
         self.norm = norm(out_channels, eps=1e-5, affine=True)
         self.act = nn.LeakyReLU(0.01, inplace=True)

@@ -54,7 +54,7 @@ class DeepSupervisedUNet(nn.Module):
         transposed = nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d
         head = nn.Conv2d if dims == 2 else nn.Conv3d
         self.upsample = nn.ModuleList(
-            transposed(feats[s + 1], feats[s], strides[s + 1], stride=strides[s + 1])
+            transposed(feats[s + 1], feats[s], strides[s + 1], stride=strides[s + 1])  # type: ignore[arg-type]
             for s in levels
         )
         self.decoder = nn.ModuleList(

@@ -304,10 +304,20 @@ class Plans:
             PlansError: if the plan has no such configuration (the message lists them).
         """
         if name not in self.configurations:
+            why = self.not_planned(name)
             raise PlansError(
-                f"plans have no configuration {name!r}; planned: {', '.join(self.configurations)}"
+                (why or f"plans have no configuration {name!r}")
+                + f"; planned: {', '.join(self.configurations)}"
             )
         return self.configurations[name]
+
+    def not_planned(self, name: str) -> str | None:
+        """``"configuration 'X' was not planned for this dataset: <reason>"`` for a candidate
+        the planner decided against, else None."""
+        decision = self.decisions.get(name)
+        if decision is None or decision.planned:
+            return None
+        return f"configuration {name!r} was not planned for this dataset: {decision.reason}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, with int keys as strings."""

@@ -62,6 +62,9 @@ def _configuration_names(plans: Plans, requested: Sequence[str]) -> list[str]:
     if list(requested) == ["all"]:
         return list(plans.configurations)
     for name in requested:
+        why = plans.not_planned(name)
+        if why is not None:
+            raise ConfigError(f"{why}; planned: {', '.join(plans.configurations)}")
         if name not in plans.configurations:
             raise choice_error("configuration", name, [*plans.configurations, "all"])
     return [name for name in plans.configurations if name in requested]

@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from autoseg.atomic import atomic_write_json
 from autoseg.errors import ConfigError, PlansError
 from autoseg.log import get_logger
 from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.planner.plans import load_plans
 from autoseg.planner.search_space import suggest_heuristics
 from autoseg.planner.workflow import run_plan
 from autoseg.trainers.config import TrainConfig, TrainingRequest
@@ -155,7 +157,8 @@ def _plan(
     share_cpu_speed(dataset, workspace)
 
 
-def _training_request(context: TrialContext) -> TrainingRequest:
+def _training_request(context: TrialContext, planned: Sequence[str]) -> TrainingRequest:
+    """The trial's training: the requested configurations its heuristics planned."""
     request = context.request
     config = TrainConfig(
         epochs=request.epochs,
@@ -167,7 +170,8 @@ def _training_request(context: TrialContext) -> TrainingRequest:
         num_workers=request.loader_workers,
         threads=request.threads,
     )
-    return TrainingRequest(configs=request.configs, folds=request.folds, config=config)
+    configs = tuple(c for c in request.configs if c in planned)
+    return TrainingRequest(configs=configs, folds=request.folds, config=config)
 
 
 def _train(
@@ -177,8 +181,14 @@ def _train(
     context: TrialContext,
     reporter: IntermediateReporter,
 ) -> list[dict[str, Any]]:
+    planned = list(load_plans(workspace.plans_json).configurations)
+    if not any(c in planned for c in context.request.configs):
+        reason = f"these heuristics plan none of {', '.join(context.request.configs)}"
+        trial.set_user_attr(REASON_ATTR, reason)
+        raise optuna.TrialPruned(reason)
     try:
-        results = run_training(workspace, _training_request(context), on_epoch=reporter.on_epoch)
+        request = _training_request(context, planned)
+        results = run_training(workspace, request, on_epoch=reporter.on_epoch)
     except torch.OutOfMemoryError as err:
         reason = f"training on {dataset.name} ran out of memory: {str(err).splitlines()[0]}"
         trial.set_user_attr(REASON_ATTR, reason)

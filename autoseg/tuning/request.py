@@ -18,7 +18,11 @@ from autoseg.planner.planner import CONFIGURATIONS
 from autoseg.strict import choice_error
 from autoseg.workspace import NUM_FOLDS
 
-__all__ = ["DEFAULT_BUDGET_MINUTES", "PRUNERS", "TuneRequest"]
+__all__ = ["DEFAULT_BUDGET_MINUTES", "PRUNERS", "TUNABLE_CONFIGURATIONS", "TuneRequest"]
+
+TUNABLE_CONFIGURATIONS = tuple(c for c in CONFIGURATIONS if c != "unet3d_cascade")
+"""What a trial may train: the cascade needs every fold of its first stage first, while a
+trial trains only ``folds``."""
 
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_BUDGET_MINUTES = 30.0
@@ -39,7 +43,9 @@ class TuneRequest:
         epochs / iters_per_epoch / val_iters: A fixed length per unit instead of a budget.
         storage: SQLAlchemy URL of the Optuna storage; None = ``sqlite:///<work>/tuning.sqlite3``.
         study_name: None = derived from the dataset names.
-        configs: Configurations trained per dataset ("unet3d", "deepmedic").
+        configs: Configurations trained per dataset (default "unet3d", "deepmedic"; any of
+            :data:`TUNABLE_CONFIGURATIONS`; one a trial's heuristics did not plan is left
+            out of that trial).
         folds: Cross-validation folds trained per configuration (0..4).
         pruner: "median", "hyperband" or "none".
         pruner_startup_trials: Completed trials before the median pruner prunes.
@@ -65,7 +71,7 @@ class TuneRequest:
     val_iters: int | None = None
     storage: str | None = None
     study_name: str | None = None
-    configs: tuple[str, ...] = CONFIGURATIONS
+    configs: tuple[str, ...] = ("unet3d", "deepmedic")
     folds: tuple[int, ...] = (0,)
     pruner: str = "median"
     pruner_startup_trials: int = 3
@@ -87,10 +93,17 @@ class TuneRequest:
         if not self.datasets:
             raise ConfigError("give at least one DATASET to tune on")
         if not self.configs:
-            raise ConfigError(f"give at least one configuration ({', '.join(CONFIGURATIONS)})")
+            raise ConfigError(
+                f"give at least one configuration ({', '.join(TUNABLE_CONFIGURATIONS)})"
+            )
         for name in self.configs:
-            if name not in CONFIGURATIONS:
-                raise choice_error("configuration", name, CONFIGURATIONS)
+            if name == "unet3d_cascade":
+                raise ConfigError(
+                    "unet3d_cascade cannot be tuned: it trains on every fold of "
+                    "unet3d_lowres, and a trial trains only its --folds; tune unet3d_lowres"
+                )
+            if name not in TUNABLE_CONFIGURATIONS:
+                raise choice_error("configuration", name, TUNABLE_CONFIGURATIONS)
         if not self.folds or any(not 0 <= f < NUM_FOLDS for f in self.folds):
             raise ConfigError(f"folds must be in 0..{NUM_FOLDS - 1}, got {list(self.folds)}")
         if self.pruner not in PRUNERS:

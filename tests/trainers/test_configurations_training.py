@@ -115,6 +115,12 @@ def test_thick_slices_plan_and_train_a_2d_unet(thick: Workspace) -> None:
     assert weights["encoder.0.0.conv.weight"].dim() == 4  # Conv2d: out x in x kY x kX
 
 
+def test_an_unplanned_configuration_is_refused_with_the_reason(thick: Workspace) -> None:
+    with pytest.raises(ConfigError, match=r"'unet3d_lowres' was not planned for this dataset: "
+                       r"the unet3d patch covers 100% of the median image"):  # fmt: skip
+        run_training(thick, _request("unet3d_lowres"))
+
+
 def test_large_images_plan_a_low_resolution_stage_and_a_cascade(large: Workspace) -> None:
     plans = load_plans(large.plans_json)
     assert {"unet3d_lowres", "unet3d_cascade"} <= set(plans.configurations)
