@@ -118,6 +118,7 @@ def make_configuration(
     training: tuple[str, float],
     common: dict[str, Any],
     previous_stage: str | None = None,
+    batch_dice: bool = False,
 ) -> ConfigurationPlan:
     """The plan entry, with its memory and compute estimates; ``training`` is its default
     (optimiser, learning rate), from :func:`training_for`."""
@@ -137,5 +138,6 @@ def make_configuration(
         optimizer=training[0],
         lr=training[1],
         previous_stage=previous_stage,
+        batch_dice=batch_dice,
         **common,
     )

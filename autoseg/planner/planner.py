@@ -6,6 +6,7 @@ unet_topology.py, deepmedic_topology.py, fitting.py, memory.py and compute.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -202,10 +203,12 @@ def _plan_configurations(
             True, f"always planned; its patch covers {covered:.0%} of the median image"
         )
     }
-    configurations = {"unet3d": fullres}
     unet2d, decisions["unet2d"] = plan_unet2d(unets)
     lowres, decisions["unet3d_lowres"] = plan_lowres(unets, fullres)
     cascade, decisions["unet3d_cascade"] = plan_cascade(unets, fullres, lowres)
+    if lowres is not None:  # nnU-Net's rule: small patches of large images, Dice per batch
+        fullres = dataclasses.replace(fullres, batch_dice=True)
+    configurations = {"unet3d": fullres}
     for config in (unet2d, lowres, cascade):
         if config is not None:
             configurations[config.name] = config

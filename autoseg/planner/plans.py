@@ -117,6 +117,10 @@ class ConfigurationPlan:
         optimizer: The optimiser training uses unless ``--optimizer`` is given ("sgd",
             "adam", "adamw"; from the heuristics for the family and device).
         lr: Its initial learning rate (unless ``--lr``).
+        batch_dice: The U-Net's Dice term sums its statistics over the batch (one Dice per
+            class) instead of per sample, as nnU-Net plans it: on for the 2D U-Net (a slice
+            often lacks a class the batch holds) and for the full-resolution U-Nets of a
+            dataset with a low-resolution stage (patches small against the image).
         previous_stage: The cascade's first stage (``"unet3d_lowres"``): its segmentation,
             one channel per foreground label, is appended to the image channels. None
             otherwise (and then not written to plans.json).
@@ -137,6 +141,7 @@ class ConfigurationPlan:
     augmentation: AugmentationPlan
     optimizer: str = "sgd"
     lr: float = 1e-2
+    batch_dice: bool = False
     previous_stage: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +178,7 @@ class ConfigurationPlan:
             augmentation=AugmentationPlan.from_dict(data["augmentation"]),
             optimizer=str(data["optimizer"]),
             lr=float(data["lr"]),
+            batch_dice=bool(data["batch_dice"]),
             previous_stage=None if data["previous_stage"] is None else str(data["previous_stage"]),
         )
 

@@ -183,7 +183,9 @@ def plan_unet2d(plan: PlanningInput) -> tuple[ConfigurationPlan | None, PlanDeci
         return None, PlanDecision(False, f"no 2D patch fits the memory/compute target: {err}")
     common = {**plan.common(plan.spacing), "augmentation": augmentation_2d(axis)}
     oversample = plan.heuristics.unet_foreground_oversample
-    config = _entry(plan, "unet2d", choice, precision, common, oversample=oversample)
+    config = _entry(
+        plan, "unet2d", choice, precision, common, oversample=oversample, batch_dice=True
+    )
     spacing = "x".join(f"{s:.3g}" for s in plan.spacing)
     why = (
         f"the coarsest axis of the {spacing} mm spacing"
@@ -269,7 +271,7 @@ def plan_cascade(
     budget = make_budget(plan.hardware, plan.heuristics, "unet3d")
     common = plan.common(plan.spacing)
     oversample = plan.heuristics.unet_foreground_oversample
-    stage = {"oversample": oversample, "previous_stage": lowres.name}
+    stage = {"oversample": oversample, "previous_stage": lowres.name, "batch_dice": True}
     if budget.fits(network, fullres.patch_size, fullres.batch_size):
         choice = UNetChoice(network, fullres.patch_size, fullres.batch_size)
     else:

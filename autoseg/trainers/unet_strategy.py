@@ -5,11 +5,12 @@ the shared augmentation, targets downsampled for every deep-supervision output (
 neighbour: every ``factor``-th voxel along each axis, the factors being the products of the
 strides, as in ``UNetConfig.deep_supervision_scales``), and Dice + cross-entropy with weights
 halving per output level (binary cross-entropy + Dice per region for region-based training;
-ignore-label voxels left out of every term, at every level). Momentum as nnU-Net's (0.99,
-Nesterov) when the plan's optimiser is SGD (the plan chooses optimiser and learning rate:
-nnU-Net's SGD at 1e-2 on a GPU, Adam at 3e-3 on a CPU). On a CPU the channels-last-3d
-memory format is on by default (bench/train_speed.py, 2-core CPU: 1.68 against 1.25
-iterations/s with two threads, 1.62 against 1.43 with one).
+ignore-label voxels left out of every term, at every level; the Dice over the whole batch
+where the plan says ``batch_dice``). Momentum as nnU-Net's (0.99, Nesterov) when the plan's
+optimiser is SGD (the plan chooses optimiser and learning rate: nnU-Net's SGD at 1e-2 on a
+GPU, Adam at 3e-3 on a CPU). On a CPU the channels-last-3d memory format is on by default
+(bench/train_speed.py, 2-core CPU: 1.68 against 1.25 iterations/s with two threads, 1.62
+against 1.43 with one).
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ class UNetStrategy:
     def make_loss(self, plans: Plans, config: ConfigurationPlan, kind: str) -> DeepSupervisionLoss:
         outputs = len(_unet(config).deep_supervision_scales())
         loss = SegmentationLoss(
-            kind, regions=plans.training_regions, ignore_label=plans.ignore_label
+            kind,
+            batch_dice=config.batch_dice,
+            regions=plans.training_regions,
+            ignore_label=plans.ignore_label,
         )
         return DeepSupervisionLoss(loss, deep_supervision_weights(outputs))
 

@@ -75,6 +75,9 @@ def test_thick_slices_get_a_2d_unet_across_the_slices(hardware: HardwareTarget) 
     assert config.augmentation.mirror_axes == (1, 2)
     assert config.augmentation.rotate_in_plane_only
     assert config.augmentation.rotation_degrees == (180.0, 0.0, 0.0)
+    assert config.batch_dice
+    lowres = "unet3d_lowres" in plans.configurations  # the CPU's small patch: planned there
+    assert plans.configurations["unet3d"].batch_dice == lowres == (hardware.device == "cpu")
     decision = plans.decisions["unet2d"]
     assert decision.planned and "slices across Z, the coarsest axis" in decision.reason
     _check_fits(plans)
@@ -114,6 +117,8 @@ def test_large_images_get_a_low_resolution_stage_and_a_cascade(hardware: Hardwar
     # one step less would not have covered enough (the spacing grows no further than needed)
     assert coverage < heuristics.lowres_patch_fraction * heuristics.lowres_spacing_step**3 * 1.5
     assert cascade.previous_stage == "unet3d_lowres" and lowres.previous_stage is None
+    # nnU-Net's Dice rule: per batch at full resolution when a low-resolution stage exists
+    assert fullres.batch_dice and cascade.batch_dice and not lowres.batch_dice
     # the unet3d patch, unless the extra channels no longer fit (the CPU's compute budget)
     assert math.prod(cascade.patch_size) <= math.prod(fullres.patch_size)
     assert cascade.patch_size == fullres.patch_size or hardware.device == "cpu"
