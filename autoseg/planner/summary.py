@@ -15,7 +15,8 @@ def _gb(value: int) -> str:
 
 
 def format_plan_summary(report: PlanReport) -> str:
-    """A few lines: target, spacing, and each configuration's patch, batch and estimates."""
+    """A few lines: target, spacing, each configuration's patch, batch and estimates, and why
+    each candidate that was not planned was not."""
     plans = report.plans
     hw = plans.hardware
     lines = [
@@ -41,6 +42,9 @@ def format_plan_summary(report: PlanReport) -> str:
             f"est. memory {_gb(config.estimated_memory_bytes)}, {gflops:.1f} GFLOP/iteration"
             + (f" (~{seconds:.2f} s here)" if seconds is not None else "")
         )
+    for name, decision in plans.decisions.items():
+        if not decision.planned:
+            lines.append(f"{name}: not planned ({decision.reason})")
     done = ", ".join(
         f"{k}: {v} new, {report.preprocessing.skipped[k]} up to date"
         for k, v in report.preprocessing.processed.items()

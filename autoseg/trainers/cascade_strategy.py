@@ -4,8 +4,10 @@ The U-Net's strategy, with the first stage's label map of every patch read besid
 (:class:`~autoseg.trainers.sampling.PatchSampler` with a ``stage_dir``: ``seg`` channel 1,
 spatially transformed and mirrored with the labels, untouched by the intensity transforms)
 and appended to the image as one channel per foreground label when the batch goes to the
-device. The first stage's maps are its out-of-fold predictions
-(:mod:`autoseg.trainers.previous_stage`).
+device. In training the map is also degraded (random morphology, removed components:
+:mod:`autoseg.trainers.cascade_augmentation`), as nnU-Net does, so the second stage learns
+to correct its first stage rather than copy it. The first stage's maps are its out-of-fold
+predictions (:mod:`autoseg.trainers.previous_stage`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import torch
 
 from autoseg.inference.cascade import stage_one_hot
 from autoseg.planner.plans import ConfigurationPlan, Plans
+from autoseg.trainers.augmentation import build_train_transforms
+from autoseg.trainers.cascade_augmentation import PerturbFirstStage
 from autoseg.trainers.sampling import PatchSampler
 from autoseg.trainers.spatial import SpatialParams
+from autoseg.trainers.strategy import LoaderSpec
 from autoseg.trainers.unet_strategy import UNetStrategy
 
 __all__ = ["CascadeStrategy"]
@@ -58,6 +63,14 @@ class CascadeStrategy(UNetStrategy):
             spatial,
             stage_dir=self.stage_dir,
         )
+
+    def train_loader(
+        self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
+    ) -> LoaderSpec:
+        spatial = SpatialParams.from_plan(config.augmentation)
+        sampler = self._sampler(plans, config, folder, case_ids, spatial)
+        transforms = build_train_transforms(config.augmentation, (PerturbFirstStage(),))
+        return LoaderSpec(sampler, transforms)
 
     def to_device(
         self, batch: dict[str, Any], config: ConfigurationPlan, device: torch.device

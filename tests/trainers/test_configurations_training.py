@@ -205,3 +205,20 @@ def test_the_cascade_batch_appends_the_first_stage_as_one_hot_channels() -> None
     assert inputs[0, 1].tolist() == [[[0.0, 0.0], [0.0, 1.0]]]  # label 1
     assert inputs[0, 2].tolist() == [[[1.0, 1.0], [0.0, 0.0]]]  # label 2
     assert targets[0].tolist() == labels.tolist()  # the labels stay the target
+
+
+def test_the_first_stage_is_perturbed_in_training_and_the_labels_are_not() -> None:
+    from autoseg.trainers.cascade_augmentation import PerturbFirstStage
+
+    np.random.seed(0)
+    stage = np.zeros((4, 1, 24, 24, 24), np.int16)
+    stage[:, 0, 4:14, 4:14, 4:14] = 1
+    stage[:, 0, 16:20, 16:20, 16:20] = 2
+    seg = np.concatenate([stage, stage], axis=1)
+    out = PerturbFirstStage(p_morphology=1.0, radius=(1, 2), p_remove=1.0)(seg=seg.copy())
+    np.testing.assert_array_equal(out["seg"][:, 0], stage[:, 0])  # labels untouched
+    changed = [not np.array_equal(out["seg"][b, 1], stage[b, 0]) for b in range(4)]
+    assert all(changed)
+    assert set(np.unique(out["seg"][:, 1])) <= {0, 1, 2}  # no new values
+    none = PerturbFirstStage(p_morphology=0.0, p_remove=0.0)(seg=seg.copy())
+    np.testing.assert_array_equal(none["seg"], seg)
