@@ -29,7 +29,7 @@ def _samples_forwarded(network: torch.nn.Module) -> list[int]:
     return seen
 
 
-@pytest.mark.parametrize("config", ["unet3d", "deepmedic"])
+@pytest.mark.parametrize("config", ["unet3d", "unet2d", "deepmedic"])
 @pytest.mark.parametrize("shape", [(12, 16, 16), (21, 33, 17), (40, 9, 30)])
 @pytest.mark.parametrize("mirroring", [False, True])
 def test_counted_passes_are_the_passes_run(
@@ -52,7 +52,8 @@ def test_counted_passes_are_the_passes_run(
     )
     assert cost.passes == sum(seen)
     assert cost.seconds is None  # not on a CPU
-    assert network_windows(plan, shape, 0.5) * (8 if mirroring else 1) == cost.passes
+    mirrors = 2 ** len(plan.augmentation.mirror_axes) if mirroring else 1  # 2D: 4
+    assert network_windows(plan, shape, 0.5) * mirrors == cost.passes
 
 
 def test_seconds_follow_the_measured_speed_and_the_folds(planned: tuple[Path, Plans]) -> None:
@@ -80,3 +81,31 @@ def test_seconds_follow_the_measured_speed_and_the_folds(planned: tuple[Path, Pl
     assert both.seconds is not None and both.seconds > 5 * 8 * one.seconds  # type: ignore[operator]
     assert "unet3d 5 fold(s) x 8 mirror(s)" in both.describe()
     assert "network passes per case" in both.describe() and "s of network time" in both.describe()
+
+
+def test_a_cascade_counts_its_first_stage(planned: tuple[Path, Plans]) -> None:
+    plans = planned[1]
+    spacing = plans.configuration("unet3d").target_spacing
+    alone = estimate_prediction_cost(
+        plans,
+        {"unet3d": 2},
+        (20, 20, 20),
+        spacing,
+        mirroring=False,
+        step_fraction=0.5,
+        on_cpu=False,
+    )
+    staged = estimate_prediction_cost(
+        plans,
+        {"unet3d": 2},
+        (20, 20, 20),
+        spacing,
+        mirroring=False,
+        step_fraction=0.5,
+        on_cpu=False,
+        stages={"unet2d": 3},  # any planned configuration stands in for a first stage
+    )
+    first = staged.configurations[1]
+    assert first.name == "unet2d (first stage)" and first.models == 3
+    assert staged.passes == alone.passes + first.passes
+    assert "+ unet2d (first stage) 3 fold(s)" in staged.describe()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 from autoseg.data.imageio import read_image
 from autoseg.errors import ConfigError
 from autoseg.inference.cascade import stage_on_grid
+from autoseg.inference.model_archive import export_model, opened_model
 from autoseg.inference.predictor import PredictionOptions, Predictor
 from autoseg.networks import UNetConfig
 from autoseg.planner.plans import load_plans
@@ -185,6 +187,19 @@ def test_the_cascade_trains_on_out_of_fold_first_stage_predictions(
     prediction = predictor.predict_case(dataset.test_cases[0], dataset)
     assert prediction.probabilities.shape[0] == plans.num_outputs
     np.testing.assert_allclose(prediction.probabilities.sum(0), 1.0, atol=1e-4)
+
+    # a model archive of the cascade carries its first stage
+    archive = export_model(work, tmp_path / "model.zip", config="unet3d_cascade", folds=[0])
+    with zipfile.ZipFile(archive.path) as packed:
+        names = set(packed.namelist())
+    for k in (0, 1):
+        assert f"results/unet3d_lowres/fold_{k}/checkpoint_final.pt" in names
+    assert "results/unet3d_cascade/fold_1/checkpoint_final.pt" not in names
+    with opened_model(archive.path) as unpacked:
+        again = Predictor.from_workspace(
+            unpacked, "unet3d_cascade", device="cpu", options=PredictionOptions(False)
+        ).predict_case(dataset.test_cases[0], dataset)
+    np.testing.assert_allclose(again.probabilities, prediction.probabilities, atol=1e-5)
 
 
 def test_the_cascade_batch_appends_the_first_stage_as_one_hot_channels() -> None:
