@@ -237,3 +237,24 @@ def test_the_first_stage_is_perturbed_in_training_and_the_labels_are_not() -> No
     assert set(np.unique(out["seg"][:, 1])) <= {0, 1, 2}  # no new values
     none = PerturbFirstStage(p_morphology=0.0, p_remove=0.0)(seg=seg.copy())
     np.testing.assert_array_equal(none["seg"], seg)
+
+
+def test_a_case_without_an_out_of_fold_prediction_is_refused(tmp_path: Path) -> None:
+    from autoseg.trainers.previous_stage import missing_stage_folds, out_of_fold_sources
+
+    work = Workspace(tmp_path / "work")
+    folds = [{"train": ["a", "b", "x"], "val": ["c"]}, {"train": ["c", "x"], "val": ["a", "b"]}]
+    splits = parse_splits(folds)
+    with pytest.raises(ConfigError, match=r"1 case\(s\) are in no validation fold.*\(x\)"):
+        out_of_fold_sources(work, "unet3d_lowres", splits, ["a", "b", "c", "x"], "unet3d_cascade")
+    assert missing_stage_folds(work, "unet3d_lowres", splits, ["a", "c"], "unet3d_cascade") == [
+        0,
+        1,
+    ]
+    assert missing_stage_folds(work, "unet3d_lowres", splits, ["c"], "cascade", coming=[0]) == []
+    summary = work.fold_paths("unet3d_lowres", 1).validation / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text("{}")
+    assert missing_stage_folds(work, "unet3d_lowres", splits, ["a", "c"], "cascade") == [0]
+    with pytest.raises(ConfigError, match="fold 1 has no validation output of a"):
+        out_of_fold_sources(work, "unet3d_lowres", splits, ["a"], "unet3d_cascade")
