@@ -199,17 +199,21 @@ def _check_first_stages(
     splits: dict[str, Splits | None],
     case_ids: Sequence[str],
 ) -> None:
-    """Refuse, before anything trains, a cascade whose first stage lacks folds it needs and
-    this run does not train first."""
+    """Refuse, before anything trains, a cascade whose first stage lacks folds that the
+    cases of its requested folds need and that this run does not train first."""
     for name in names:
         stage, split = plans.configuration(name).previous_stage, splits[name]
         if stage is None or split is None:
             continue
+        requested = request.folds or tuple(range(split.num_folds))
+        needed: set[str] = set()
+        for fold in requested:
+            train_ids, val_ids = _fold_cases(split, case_ids, fold)
+            needed |= set(train_ids) | set(val_ids)
         coming: list[int] = []
         if stage in names and names.index(stage) < names.index(name):
-            requested = request.folds or tuple(range(split.num_folds))
             coming = [f for f in requested if isinstance(f, int)]
-        missing = missing_stage_folds(workspace, stage, split, case_ids, name, coming)
+        missing = missing_stage_folds(workspace, stage, split, sorted(needed), name, coming)
         if missing:
             raise stage_folds_error(stage, name, missing)
 

@@ -258,3 +258,22 @@ def test_a_case_without_an_out_of_fold_prediction_is_refused(tmp_path: Path) -> 
     assert missing_stage_folds(work, "unet3d_lowres", splits, ["a", "c"], "cascade") == [0]
     with pytest.raises(ConfigError, match="fold 1 has no validation output of a"):
         out_of_fold_sources(work, "unet3d_lowres", splits, ["a"], "unet3d_cascade")
+
+
+def test_cases_the_split_leaves_out_need_no_first_stage_prediction(
+    large: Workspace, tmp_path: Path
+) -> None:
+    work = Workspace(tmp_path / "work")
+    shutil.copytree(large.root, work.root)
+    partial = [
+        {"train": ["phantom_002"], "val": ["phantom_000", "phantom_001"]},
+        {"train": ["phantom_000", "phantom_001"], "val": ["phantom_002"]},
+    ]  # phantom_003 is in neither fold: no out-of-fold prediction is needed for it
+    work.splits_json.write_text(json.dumps(partial))
+    with pytest.raises(ConfigError, match=r"fold\(s\) 0,1 of unet3d_lowres have no final"):
+        run_training(work, _request("unet3d_cascade", (0, 1)))
+    with pytest.raises(ConfigError, match=r"fold\(s\) 1 of unet3d_lowres have no final"):
+        run_training(
+            work,
+            TrainingRequest(("unet3d_lowres", "unet3d_cascade"), (0,), TrainConfig(**FAST)),
+        )  # fold 0 of the cascade also trains on phantom_002, held out by fold 1 only
