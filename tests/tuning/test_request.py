@@ -18,6 +18,7 @@ DATA = (Path("a"), Path("b"))
         ({"datasets": ()}, "at least one DATASET"),
         ({"configs": ("unet",)}, "did you mean 'unet3d'"),
         ({"configs": ()}, "at least one configuration"),
+        ({"configs": ("unet3d_cascade",)}, "unet3d_cascade cannot be tuned"),
         ({"folds": (5,)}, "folds must be in 0..4"),
         ({"pruner": "hyper"}, "did you mean 'hyperband'"),
         ({"device": "gpu"}, "unknown device 'gpu'"),
@@ -31,6 +32,12 @@ DATA = (Path("a"), Path("b"))
 def test_invalid_requests_name_the_problem(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TuneRequest(**{"datasets": DATA, **changes})  # type: ignore[arg-type]
+
+
+def test_the_2d_and_low_resolution_unets_can_be_tuned() -> None:
+    request = TuneRequest(DATA, configs=("unet2d", "unet3d_lowres"))
+    assert request.configs == ("unet2d", "unet3d_lowres")
+    assert TuneRequest(DATA).configs == ("unet3d", "deepmedic")
 
 
 def test_budget_is_split_evenly_over_units() -> None:
