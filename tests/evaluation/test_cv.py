@@ -198,7 +198,7 @@ def test_missing_folds_and_cases_are_named(ws: Workspace) -> None:
 
 
 def test_bad_inputs_raise_clear_errors(ws: Workspace) -> None:
-    with pytest.raises(PlansError, match="no configuration 'unet3d_lowres'"):
+    with pytest.raises(PlansError, match="'unet3d_lowres' was not planned for this dataset"):
         summarise_cv(ws, "unet3d_lowres")
     with pytest.raises(ConfigError, match="did you mean 'dice'"):
         summarise_cv(ws, "unet3d", "dic")
