@@ -208,15 +208,9 @@ class Side:
             "training_seconds": float(state["elapsed_seconds"]),
         }
 
-    def fold0_references(self, folder: Path) -> tuple[Path, list[str]]:
-        """A folder of links to the reference labels of fold 0's validation cases."""
-        val = json.loads(self.workspace.splits_json.read_text())["folds"][0]["val"]
-        folder.mkdir(parents=True, exist_ok=True)
-        for case in val:
-            link = folder / f"{case}.nii.gz"
-            link.unlink(missing_ok=True)
-            link.symlink_to(self.dataset_path / "labelsTr" / f"{case}.nii.gz")
-        return folder, val
+    def fold0_validation(self) -> list[str]:
+        """The validation cases of fold 0 (splits.json)."""
+        return list(json.loads(self.workspace.splits_json.read_text())["folds"][0]["val"])
 
     # ---- 5. memory ---------------------------------------------------------------------
     def memory(self) -> dict[str, Any]:
@@ -298,9 +292,10 @@ def measure_step(
     return sizes
 
 
-def dice(pred: Path, gt: Path) -> dict[str, Any]:
-    """Mean foreground Dice and per-label Dice by autoseg.evaluation (used for both tools)."""
-    summary = summarize(evaluate_folder(pred, gt, num_workers=1))
+def dice(pred: Path, gt: Path, labels: Sequence[int] | None = None) -> dict[str, Any]:
+    """Mean foreground Dice and per-label Dice by autoseg.evaluation (used for both tools);
+    ``labels``: the values scored (default: those found in the references)."""
+    summary = summarize(evaluate_folder(pred, gt, labels, num_workers=1))
     per_label = {k: v["mean"]["dice"] for k, v in summary["targets"].items()}
     return {"mean": summary["foreground_mean"]["dice"], "per_label": per_label}
 

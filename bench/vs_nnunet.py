@@ -1,9 +1,11 @@
-"""autoseg side by side with nnU-Net v2 on one generated dataset, in one run (not a test).
+"""autoseg side by side with nnU-Net v2 on one dataset, in one run (not a test).
 
-Generates a phantom dataset in nnU-Net v2 raw format (``DatasetNNN_Phantom``; both tools read
-the identical files), then measures both tools back to back with the same torch threads and
-the same number of worker processes, and prints one table with each figure and the ratio
-autoseg / nnU-Net:
+The dataset is ``--dataset DIR`` (an nnU-Net v2 raw folder, an MSD task folder or a CSV
+manifest; autoseg reads it as it is, nnU-Net a raw copy of links written under ``--out``, see
+``vs_nnunet_data.py``), or by default a generated phantom in nnU-Net v2 raw format (both
+tools read the identical files). ``--test DIR`` gives held-out labelled cases (the phantom
+has its own). Both tools get the same torch threads and worker processes, and one table
+gives each figure and the ratio autoseg / nnU-Net:
 
 1. verify, fingerprint + planning seconds; preprocessing seconds per case;
 2. data loading + full training augmentation, batches/s, at nnU-Net's planned 3d_fullres
@@ -12,20 +14,25 @@ autoseg / nnU-Net:
 3. sliding-window prediction seconds per case with the same network (an autoseg UNetConfig
    equal to nnU-Net's planned network, random weights, step 0.5) with and without mirroring;
    and each tool's user-visible prediction (read, preprocess, predict, export) of the held-out
-   cases with its own trained network;
-4. fold-0 validation Dice after the same wall-clock budget, each tool from its own plan,
-   on an identical split (autoseg's splits.json written as nnU-Net's splits_final.json),
-   test-time mirroring off in both validations, Dice computed by autoseg.evaluation for both;
+   cases (else fold 0's validation cases) with its network of the longest budget;
+4. the curve: fold-0 validation Dice (and held-out Dice) after each wall-clock budget of
+   ``--minutes``, each tool from its own plan, from scratch, on an identical split (autoseg's
+   splits.json written as nnU-Net's splits_final.json), test-time mirroring off in both,
+   Dice computed by autoseg.evaluation for both; the tools run side by side with half the
+   cores each (``--sequential``: one after the other with all of them); see
+   ``vs_nnunet_curve.py``;
 5. planned patch and batch, estimated and measured training memory.
 
 nnU-Net must be importable (see bench/README.md: a separate virtual environment with
-torch==2.13.0, nnunetv2 and ``pip install -e .``); its folders are set in ``os.environ`` by
-this script, under ``--out``. Usage::
+nnunetv2 and autoseg's dependencies); its folders are set in ``os.environ`` by this script,
+under ``--out``. Usage::
 
-    python bench/vs_nnunet.py --quick              # a few minutes
-    python bench/vs_nnunet.py --out /tmp/vs        # the default: about 25 minutes on 2 cores
+    python bench/vs_nnunet.py --quick --out /tmp/vs_quick   # a few minutes
+    python bench/vs_nnunet.py --dataset ../shared/data/Task04_Hippocampus_dev --out /tmp/vs
 
-No assertions: a benchmark prints what it measures. Results also go to OUT/results.json.
+No assertions: a benchmark prints what it measures. Results go to OUT/results.json (the
+curve's points are kept there and skipped when the run is started again), OUT/table.md,
+OUT/curve.md and OUT/dice_vs_minutes.png.
 """
 
 from __future__ import annotations
@@ -35,7 +42,6 @@ import functools
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from vs_nnunet_table import Row, format_table, load, machine, timed
 
 HIGH_LOAD = 1.3
 
@@ -57,7 +64,7 @@ class Settings:
     cases: int = 20
     test_cases: int = 2
     shape: tuple[int, int, int] = (64, 80, 80)
-    train_minutes: float = 10.0
+    minutes: tuple[float, ...] = (5.0, 10.0, 20.0, 30.0)
     repeats: int = 3
     plan_repeats: int = 3
     loader_batches: int = 30
@@ -68,68 +75,39 @@ class Settings:
 
 
 QUICK = Settings(
-    cases=10, test_cases=1, shape=(32, 40, 40), train_minutes=1.5, repeats=2, plan_repeats=1,
+    cases=10, test_cases=1, shape=(32, 40, 40), minutes=(0.5, 1.0), repeats=2, plan_repeats=1,
     loader_batches=10, warmup=2,
 )  # fmt: skip
 
 
-@dataclass
-class Row:
-    """One table row: a figure of each tool (numbers get a ratio autoseg / nnU-Net)."""
-
-    name: str
-    autoseg: Any
-    nnunet: Any
-    fmt: str = "{:.2f}"
-    note: str = ""
-    ratio: bool = True
-
-    def cells(self) -> tuple[str, str, str, str]:
-        def show(value: Any) -> str:
-            return self.fmt.format(value) if isinstance(value, (int, float)) else str(value)
-
-        numeric = self.ratio and all(
-            isinstance(v, (int, float)) for v in (self.autoseg, self.nnunet)
-        )
-        ratio = f"{self.autoseg / self.nnunet:.2f}" if numeric and self.nnunet else "-"
-        return self.name, show(self.autoseg), show(self.nnunet), ratio
-
-
-def format_table(rows: list[Row]) -> str:
-    """A Markdown table of the rows."""
-    lines = ["| figure | autoseg | nnU-Net | autoseg / nnU-Net |", "|---|---:|---:|---:|"]
-    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
-    notes = [f"- {row.name}: {row.note}" for row in rows if row.note]
-    return "\n".join(lines + (["", *notes] if notes else []))
-
-
-def load() -> float:
-    """The 1-minute load average."""
-    return os.getloadavg()[0]
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Seconds of ``fn()`` and its result."""
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def machine() -> str:
-    """CPU model and core count, e.g. 'AMD EPYC 7B13, 2 cores'."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    names = [x.split(":", 1)[1].strip() for x in info.splitlines() if x.startswith("model name")]
-    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} cores"
+SECTIONS = ("memory", "loader", "predict", "curve")
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("vs_nnunet_out"), help="work folder")
-    parser.add_argument("--quick", action="store_true", help="small dataset, 1.5 min training")
-    parser.add_argument("--train-minutes", type=float, help="budget per tool (default 10)")
-    parser.add_argument("--cases", type=int, help="training cases (default 20)")
-    parser.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"))
+    parser.add_argument(
+        "--dataset", type=Path,
+        help="nnU-Net v2 raw folder, MSD task folder or CSV manifest (default: a phantom)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test", type=Path,
+        help="held-out labelled cases: a dataset (its training cases, or imagesTs + labelsTs)",
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="small phantom, 0.5 and 1 min")
+    parser.add_argument(
+        "--minutes", type=float, nargs="+", help="training budgets of the curve (5 10 20 30)"
+    )
+    parser.add_argument("--train-minutes", type=float, help="one budget (same as --minutes M)")
+    parser.add_argument(
+        "--sequential", action="store_true",
+        help="train the two tools one after the other with every core (default: side by side, "
+        "half the threads and workers each)",
+    )  # fmt: skip
+    parser.add_argument("--cases", type=int, help="phantom training cases (default 20)")
+    parser.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), help="phantom")
     parser.add_argument("--repeats", type=int, help="repeats of the short measurements")
+    parser.add_argument("--plan-repeats", type=int, help="rounds of planning (default 3)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     parser.add_argument(
         "-np", "--workers", type=int, default=None,
@@ -140,16 +118,24 @@ def _parse() -> argparse.Namespace:
         help="case of the same-network prediction (default: nnU-Net's patch, x1.5 along X)",
     )  # fmt: skip
     parser.add_argument(
-        "--skip", nargs="+", default=[], choices=("loader", "predict", "memory", "train"),
+        "--skip", nargs="+", default=[], choices=(*SECTIONS, "train"),
+        help="sections to leave out (train: the old name of curve)",
     )  # fmt: skip
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.skip = {"curve" if s == "train" else s for s in args.skip}
+    if args.dataset is not None and (args.cases or args.shape):
+        parser.error("--cases and --shape shape the phantom; they do not go with --dataset")
+    if args.minutes and args.train_minutes:
+        parser.error("give --minutes or --train-minutes, not both")
+    return args
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     base = QUICK if args.quick else Settings()
     shape = tuple(args.shape) if args.shape else None
-    changes = dict(train_minutes=args.train_minutes, cases=args.cases, shape=shape,
-                   repeats=args.repeats)  # fmt: skip
+    minutes = args.minutes or ([args.train_minutes] if args.train_minutes else None)
+    changes = dict(minutes=tuple(sorted(set(minutes))) if minutes else None, cases=args.cases,
+                   shape=shape, repeats=args.repeats, plan_repeats=args.plan_repeats)  # fmt: skip
     return Settings(**{**asdict(base), **{k: v for k, v in changes.items() if v is not None}})
 
 
@@ -161,11 +147,17 @@ class Run:
     settings: Settings
     workers: int
     threads: int
-    dataset: Path
+    data: Any  # vs_nnunet_data.BenchData
     a: Any  # autoseg_side.Side
     n: Any  # nnunet_side.Side
     rows: list[Row]
     results: dict[str, Any]
+
+    def save(self) -> None:
+        """OUT/results.json, atomically (the curve's points survive an interruption)."""
+        tmp = self.out / "results.json.tmp"
+        tmp.write_text(json.dumps(self.results, indent=1, default=str))
+        os.replace(tmp, self.out / "results.json")
 
     def nn(self, fn: Callable[[], Any]) -> Any:
         """Call an nnU-Net function with its console output sent to OUT/nnunet_stdout.log."""
@@ -199,7 +191,7 @@ def phase_plan(run: Run) -> None:
     """(1) verify, fingerprint + plan, preprocess; both from scratch each repeat."""
     import shutil
 
-    a, n, cases = run.a, run.n, run.settings.cases
+    a, n, cases = run.a, run.n, len(run.data.label_files)
     state: dict[str, Any] = {}
 
     def a_verify() -> float:
@@ -209,7 +201,7 @@ def phase_plan(run: Run) -> None:
 
     def n_verify() -> float:
         shutil.rmtree(n.folder, ignore_errors=True)
-        return timed(lambda: n.verify(run.dataset))[0]
+        return timed(lambda: n.verify(run.data.raw))[0]
 
     def a_plan() -> float:
         seconds, state["plans"] = timed(lambda: a.fingerprint_and_plan(state["dataset"]))
@@ -331,73 +323,50 @@ def phase_predict(run: Run, planned: dict[str, Any], shape: list[int] | None) ->
         )
 
 
-def phase_train(run: Run) -> Path:
-    """(4) fold 0, same wall-clock budget, each from its own plan; returns nnU-Net's
-    trained model folder."""
+def phase_curve(run: Run, sequential: bool) -> None:
+    """(4) Dice after each budget, both tools from scratch (``vs_nnunet_curve.py``)."""
+    from vs_nnunet_curve import Curve, curve_rows, run_curve
+    from vs_nnunet_data import link_labels
+
+    s, val = run.settings, run.a.fold0_validation()
+    threads = run.threads if sequential else max(1, run.threads // 2)
+    workers = run.workers if sequential or run.workers <= 1 else run.workers // 2
+    references = link_labels(run.data.label_files, val, run.out / "gt_fold0")
+    curve = Curve(run.out, s.minutes, sequential, threads, workers, s.seed, run.data, run.a.work,
+                  references)  # fmt: skip
+    run_curve(curve, run.results.setdefault("curve", {}), run.save)
+    run.rows += curve_rows(curve, run.results["curve"]["points"], len(val))
+
+
+def phase_predict_files(run: Run) -> None:
+    """(3b) user-visible prediction with each tool's trained network of the longest budget,
+    of the held-out cases (else of fold 0's validation cases)."""
     import autoseg_side
+    from vs_nnunet_data import held_out
 
-    minutes = run.settings.train_minutes
-    gt, val = run.a.fold0_references(run.out / "gt_fold0")
-    seconds_a, command = run.a.train(minutes, run.settings.seed)
-    stats = run.a.training_stats()
-    dice_a = autoseg_side.dice(run.a.workspace.fold_dir("unet3d", 0) / "validation", gt)
-    nn = run.nn(lambda: run.n.train(minutes, run.settings.seed))
-    dice_n = autoseg_side.dice(Path(nn["validation_dir"]), gt)
-    run.results["train"] = {
-        "autoseg": {"seconds": seconds_a, "command": command, "dice": dice_a, **stats},
-        "nnunet": {**nn, "dice": dice_n},
-    }
-    run.rows += [
-        Row(
-            f"fold-0 validation Dice after {minutes:g} min (mean foreground)",
-            dice_a["mean"],
-            dice_n["mean"],
-            "{:.3f}",
-            note=f"{len(val)} validation cases (identical split), full sliding window, no "
-            "mirroring, scored by autoseg.evaluation against labelsTr; per label: autoseg "
-            + ", ".join(f"{k} {v:.3f}" for k, v in dice_a["per_label"].items())
-            + "; nnU-Net "
-            + ", ".join(f"{k} {v:.3f}" for k, v in dice_n["per_label"].items()),
-        ),
-        Row("epochs trained", stats["epochs"], nn["epochs"], "{:d}"),
-        Row(
-            "training iterations",
-            stats["epochs"] * stats["iterations_per_epoch"],
-            nn["iterations"],
-            "{:d}",
-            note=f"autoseg: {stats['iterations_per_epoch']} per epoch; nnU-Net: "
-            f"{nn['iterations_per_epoch']} per epoch (both shortened for the budget)",
-        ),
-        Row(
-            "seconds per training iteration",
-            stats["training_seconds"] / max(1, stats["epochs"] * stats["iterations_per_epoch"]),
-            nn["training_seconds"] / max(1, nn["iterations"]),
-            note="training wall time (start-up, per-epoch validation, checkpoints included; final "
-            "validation excluded) / iterations, each tool's own network, patch and batch",
-        ),
-        Row(
-            "training + final validation, wall (s)",
-            seconds_a,
-            nn["training_seconds"] + nn["validation_seconds"],
-            "{:.0f}",
-        ),
-    ]
-    print(f"[{time.strftime('%H:%M:%S')}] training done, load {load():.2f}", flush=True)
-    return Path(nn["model_dir"])
+    from autoseg.data.formats import load_dataset
 
-
-def phase_predict_files(run: Run, nn_model: Path) -> None:
-    """(3b) user-visible prediction of the held-out cases with each tool's own trained model."""
-    import autoseg_side
-
-    images, cases = run.dataset / "imagesTs", run.settings.test_cases
+    longest = f"{max(run.settings.minutes):g}"
+    point = run.results.get("curve", {}).get("points", {}).get(longest, {})
+    if not all("dice" in point.get(tool, {}) for tool in ("autoseg", "nnunet")):
+        print(f"own trained network: skipped (no trained pair of {longest} min)", flush=True)
+        return
+    heldout, what = run.data.heldout, "held-out"
+    if heldout is None:
+        dataset, what = load_dataset(run.data.autoseg_path), "fold-0 validation"
+        cases = [dataset.case(c) for c in run.a.fold0_validation()]
+        heldout = held_out(cases, run.out / "validation_inputs", dataset.num_channels)
+    side_a = autoseg_side.Side(
+        run.data.autoseg_path, Path(point["autoseg"]["work"]), run.workers, run.threads
+    )
+    nn_model, cases = Path(point["nnunet"]["model_dir"]), len(heldout.cases)
 
     def n_predict(out: Path, m: bool) -> float:
-        return float(run.n.predict_files(nn_model, images, out, m)) / cases
+        return float(run.n.predict_files(nn_model, heldout.nnunet_input, out, m)) / cases
 
     def a_predict(out: Path, m: bool) -> float:
-        seconds, run.results[f"own_network_{out.name}_command"] = run.a.predict_files(
-            images, out, m
+        seconds, run.results[f"own_network_{out.name}_command"] = side_a.predict_files(
+            heldout.autoseg_input, out, m
         )
         return seconds / cases
 
@@ -410,22 +379,38 @@ def phase_predict_files(run: Run, nn_model: Path) -> None:
         )
         run.both(f"own_network_{tag}_s_per_case", fa, fn, 1)
         run.add(
-            f"own trained network, files in/out, {'8 mirrors' if mirroring else 'no mirroring'}"
-            " (s/case)",
+            f"own trained network ({longest} min), files in/out, "
+            f"{'8 mirrors' if mirroring else 'no mirroring'} (s/case)",
             f"own_network_{tag}_s_per_case",
-            note="" if mirroring else f"{cases} held-out case(s): read, preprocess, sliding "
+            note="" if mirroring else f"{cases} {what} case(s): read, preprocess, sliding "
             "window, resample back, write; autoseg predict vs nnUNetPredictor.predict_from_files",
         )  # fmt: skip
-        scores = [autoseg_side.dice(o, run.dataset / "labelsTs")["mean"] for o in (out_a, out_n)]
-        run.rows.append(Row(f"held-out Dice ({tag})", scores[0], scores[1], "{:.3f}"))
+        scores = [
+            autoseg_side.dice(o, heldout.labels, run.data.foreground)["mean"]
+            for o in (out_a, out_n)
+        ]
+        run.rows.append(Row(f"{what} Dice ({tag}, {longest} min)", *scores, "{:.3f}"))
+
+
+def prepare(args: argparse.Namespace, settings: Settings, out: Path) -> Any:
+    """The bench's data: the given dataset (nnU-Net's copy written) or the phantom."""
+    from vs_nnunet_data import prepare_dataset, prepare_phantom
+
+    from autoseg.data.synthetic import PhantomSpec
+
+    if args.dataset is not None:
+        return prepare_dataset(args.dataset, out, settings.dataset_id, args.test)
+    if args.test is not None:
+        raise SystemExit("--test goes with --dataset (the phantom has its own held-out cases)")
+    spec = PhantomSpec(num_train_cases=settings.cases, num_test_cases=settings.test_cases,
+                       base_shape=settings.shape, seed=settings.seed)  # fmt: skip
+    return prepare_phantom(out, spec, settings.dataset_id)
 
 
 def run_all(args: argparse.Namespace, settings: Settings, workers: int) -> int:
-    """Generate the dataset, run every phase, print and save the table."""
+    """Prepare the dataset, run every section, print and save the tables."""
     import autoseg_side
     import nnunet_side
-
-    from autoseg.data.synthetic import PhantomSpec, generate_phantom_dataset
 
     out, threads = args.out.resolve(), args.threads
     start_load, start = load(), time.perf_counter()
@@ -433,15 +418,18 @@ def run_all(args: argparse.Namespace, settings: Settings, workers: int) -> int:
           f"load {start_load:.2f}", flush=True)  # fmt: skip
     if start_load > HIGH_LOAD:
         print(f"WARNING: load average {start_load:.2f} > {HIGH_LOAD}: timings will be noisy")
-    name = f"Dataset{settings.dataset_id:03d}_Phantom"
-    spec = PhantomSpec(num_train_cases=settings.cases, num_test_cases=settings.test_cases,
-                       base_shape=settings.shape, seed=settings.seed)  # fmt: skip
-    generate_phantom_dataset(out / "raw" / name, spec, overwrite=True)
+    data = prepare(args, settings, out)
+    print(f"dataset: autoseg reads {data.autoseg_path}, nnU-Net {data.raw}; "
+          f"{len(data.label_files)} training cases, "
+          f"{len(data.heldout.cases) if data.heldout else 0} held out", flush=True)  # fmt: skip
+    previous = _read_json(out / "results.json")
     run = Run(
-        out, settings, workers, threads, out / "raw" / name,
-        autoseg_side.Side(out / "raw" / name, out / "autoseg", workers, threads),
-        nnunet_side.Side(settings.dataset_id, name, workers),
-        [], {"settings": asdict(settings), "argv": sys.argv, "machine": machine()},
+        out, settings, workers, threads, data,
+        autoseg_side.Side(data.autoseg_path, out / "autoseg", workers, threads),
+        nnunet_side.Side(data.dataset_id, data.name, workers),
+        [], {"settings": asdict(settings), "argv": sys.argv, "machine": machine(),
+             "dataset": str(data.autoseg_path), "nnunet_raw": str(data.raw),
+             "load_start": start_load, "curve": previous.get("curve", {})},
     )  # fmt: skip
     phase_plan(run)
     planned = run.n.planned()
@@ -452,8 +440,9 @@ def run_all(args: argparse.Namespace, settings: Settings, workers: int) -> int:
         phase_loader(run, planned, trainer)
     if "predict" not in args.skip:
         phase_predict(run, planned, args.predict_shape)
-    if "train" not in args.skip:
-        phase_predict_files(run, phase_train(run))
+    if "curve" not in args.skip:
+        phase_curve(run, args.sequential)
+        phase_predict_files(run)
     end_load, minutes = load(), (time.perf_counter() - start) / 60
     high = start_load > HIGH_LOAD or end_load > threads + HIGH_LOAD  # others busied the cores
     table = format_table(run.rows)
@@ -463,10 +452,18 @@ def run_all(args: argparse.Namespace, settings: Settings, workers: int) -> int:
         f"{minutes:.1f} min in all; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
     )
     print("\n" + table + footer)
-    run.results.update(table=table, load_start=start_load, load_end=end_load, minutes=minutes)
-    (out / "results.json").write_text(json.dumps(run.results, indent=1, default=str))
+    run.results.update(table=table, load_end=end_load, minutes=minutes)
+    run.save()
     (out / "table.md").write_text(table + footer + "\n")
     return 0
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def main() -> int:
