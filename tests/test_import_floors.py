@@ -84,6 +84,10 @@ DELIBERATE_LAZY: dict[str, tuple[set[str], str]] = {
         },
         _PICTURE,
     ),
+    "autoseg.tuning.summary": (
+        {"matplotlib.backends.backend_agg.FigureCanvasAgg", "matplotlib.figure.Figure"},
+        _PICTURE,
+    ),
     "autoseg.tuning.report": (
         {"matplotlib", "matplotlib.pyplot", "optuna.visualization.matplotlib"},
         _PICTURE + " (after selecting the Agg backend)",

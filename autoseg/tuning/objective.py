@@ -10,7 +10,9 @@ One trial, in ``<work>/tuning/studies/<study>/trial_<n>/``:
    or an even share of the trial's time budget), reporting the smoothed pseudo-Dice per epoch
    so the pruner can stop bad heuristics early;
 4. return the mean over datasets x configurations x folds of the fold's validation mean
-   foreground Dice (``validation/summary.json``).
+   foreground Dice (``validation/summary.json``); each unit's score, with the foreground
+   Dice of every validation case (``cases``, for the paired bootstrap of ``--show``), is kept
+   in the trial's ``scores`` user attribute.
 
 A plan that fails for the sampled heuristics (nothing fits the memory target, an invalid
 combination) or a training that runs out of memory prunes the trial with the reason in its
@@ -56,6 +58,7 @@ __all__ = [
     "SCORES_ATTR",
     "TrialContext",
     "TrialObjective",
+    "case_dice",
     "remove_bulky_files",
 ]
 
@@ -207,6 +210,7 @@ def _train(
                 "fold": result.fold,
                 "dice": dice if math.isfinite(dice) else None,
                 "epochs": result.epochs,
+                "cases": case_dice(result.summary),
             }
         )
         _log.info(
@@ -218,6 +222,22 @@ def _train(
             f"{dice:.4f}" if math.isfinite(dice) else "undefined",
         )
     return scores
+
+
+def case_dice(summary: dict[str, Any] | None) -> dict[str, float | None]:
+    """Case -> its foreground Dice (mean over the foreground labels, or over the regions
+    when no label is scored, as the summary's ``foreground_mean``) from a validation
+    ``summary.json``; None where undefined (no foreground in prediction and reference)."""
+    rows = (summary or {}).get("metrics") or []
+    labels = [r for r in rows if r.get("kind") == "label" and str(r.get("target")) != "0"]
+    chosen = labels or [r for r in rows if r.get("kind") == "region"]
+    per_case: dict[str, list[float]] = {}
+    for row in chosen:
+        values = per_case.setdefault(str(row["case"]), [])
+        dice = row.get("dice")
+        if dice is not None and math.isfinite(float(dice)):
+            values.append(float(dice))
+    return {case: (sum(v) / len(v) if v else None) for case, v in per_case.items()}
 
 
 def remove_bulky_files(trial_dir: Path) -> None:

@@ -1,6 +1,7 @@
 """``autoseg tune --show``: the best trial, parameter importances, best_heuristics.json, plots.
 
 Files written (atomically) into the study folder ``<work>/tuning/studies/<study>/``:
+``summary.md`` and ``summary.png`` (the one-page summary, :mod:`autoseg.tuning.summary`),
 ``best_heuristics.json`` (accepted by ``autoseg plan --heuristics``), ``trials.csv``,
 ``optimization_history.png`` and, with >= 2 completed trials, ``param_importances.png``.
 """
@@ -22,6 +23,7 @@ from autoseg.atomic import atomic_path, atomic_write_json
 from autoseg.log import get_logger
 from autoseg.tuning.objective import HEURISTICS_ATTR, SCORES_ATTR
 from autoseg.tuning.study import SETTINGS_ATTR
+from autoseg.tuning.summary import write_summary
 from autoseg.tuning.worker import REASON_ATTR
 
 __all__ = ["BEST_HEURISTICS_SCHEMA_VERSION", "StudyOverview", "format_overview", "show_study"]
@@ -45,6 +47,7 @@ class StudyOverview:
         importance_note: Why there are no importances, if there are none.
         failures: (trial number, state, reason) of pruned or failed trials with a reason.
         files: What was written: name -> path.
+        gain: One plain sentence on how much tuning gained over the default heuristics.
     """
 
     study_name: str
@@ -55,6 +58,7 @@ class StudyOverview:
     importance_note: str | None
     failures: list[tuple[int, str, str]] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    gain: str = ""
 
 
 def _importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | None]:
@@ -124,7 +128,8 @@ def _write_trials_csv(study: optuna.Study, path: Path) -> None:
 
 
 def show_study(study: optuna.Study, storage: str, folder: Path) -> StudyOverview:
-    """Summarise ``study`` and write best_heuristics.json, trials.csv and the plots.
+    """Summarise ``study``; write the one-page summary, best_heuristics.json, trials.csv and
+    the plots.
 
     Args:
         study: The loaded study.
@@ -165,8 +170,13 @@ def show_study(study: optuna.Study, storage: str, folder: Path) -> StudyOverview
         files["best heuristics"] = path
     if best is not None:
         files.update(_write_plots(study, folder, importances is not None))
+    gain, written = write_summary(
+        study, folder, storage=storage, importances=importances, importance_note=note,
+        files=files,
+    )  # fmt: skip
+    files = {**written, **files}
     return StudyOverview(
-        study.study_name, storage, counts, best, importances, note, failures, files
+        study.study_name, storage, counts, best, importances, note, failures, files, gain.sentence
     )
 
 
@@ -199,6 +209,8 @@ def format_overview(overview: StudyOverview) -> str:
     if overview.failures:
         lines.append("pruned / failed trials with a reason:")
         lines.extend(f"  #{n} {state.lower()}: {why}" for n, state, why in overview.failures[-10:])
+    if overview.gain:
+        lines.append(overview.gain)
     for name, path in overview.files.items():
         lines.append(f"{name}: {path}")
     if "best heuristics" in overview.files:
