@@ -140,3 +140,31 @@ def read_only() -> Iterator[Callable[[Path], Path]]:
     yield make
     for step in reversed(undo):
         step()
+
+
+TUNE_PHANTOM = {
+    "num_train_cases": 5,
+    "num_test_cases": 0,
+    "base_shape": (16, 20, 20),
+    "channels": ("T1",),
+    "nested_classes": 1,
+    "rare_class": False,
+    "seed": 3,
+}
+"""The phantom of the ``autoseg tune`` tests that run real trials (seconds each on a CPU)."""
+TUNE_BASE = {"cpu_unet_max_features": 16, "unet_max_batch_size": 2}
+TUNE_FAST = (
+    "--configs", "unet3d", "--iters-per-epoch", "2", "--val-iters", "1", "--loader-workers",
+    "0", "--threads", "1", "-np", "1", "--device", "cpu", "--heartbeat", "1",
+)  # fmt: skip
+
+
+@pytest.fixture
+def fast_tune(phantom_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, list[str]]:
+    """``(dataset, arguments)`` for ``autoseg tune`` trials that take seconds: the tiny
+    phantom, base heuristics of small networks (``--base-heuristics``) and short trainings
+    on one CPU thread with a 1-second heartbeat (add ``--trials``, ``--epochs``, ``--work``)."""
+    base = tmp_path / "tune_base.json"
+    base.write_text(json.dumps(TUNE_BASE))
+    dataset = phantom_dataset(**TUNE_PHANTOM)
+    return dataset, [str(dataset), "--base-heuristics", str(base), *TUNE_FAST]
