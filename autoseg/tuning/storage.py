@@ -26,6 +26,9 @@ __all__ = ["default_storage_url", "open_storage", "redact_url"]
 _log = get_logger(__name__)
 _OPEN_ATTEMPTS = 5
 _SQLITE_TIMEOUT_SECONDS = 60
+_POSTGRES_DRIVER = "psycopg[binary]"
+"""What SQLAlchemy imports for ``postgresql://`` URLs (``postgresql+psycopg2://`` needs
+``psycopg2-binary`` instead)."""
 
 
 def default_storage_url(workspace: Workspace) -> str:
@@ -82,10 +85,17 @@ def open_storage(url: str, *, heartbeat_seconds: int = 60) -> optuna.storages.RD
             _log.debug("storage busy (%s); retrying", busy)
             time.sleep(0.5 * (attempt + 1))
         except (exc.SQLAlchemyError, ImportError, ValueError) as err:
+            hint = (
+                "expected a SQLAlchemy URL such as sqlite:////abs/path/tuning.sqlite3 or "
+                "postgresql://user:password@host/db"
+            )
+            scheme = url.partition(":")[0]
+            if "import" in str(err).lower():
+                hint = f"install the database driver of {scheme}://"
+                if scheme in ("postgresql", "postgresql+psycopg"):
+                    hint += f": pip install {_POSTGRES_DRIVER!r}"
             raise ConfigError(
-                f"cannot open the Optuna storage {redact_url(url)!r}: {_first_line(err)} "
-                "(expected a SQLAlchemy URL such as sqlite:////abs/path/tuning.sqlite3 or "
-                "postgresql://user:password@host/db)"
+                f"cannot open the Optuna storage {redact_url(url)!r}: {_first_line(err)} ({hint})"
             ) from None
     raise ConfigError(f"cannot open the Optuna storage {redact_url(url)!r}: {busy}")
 

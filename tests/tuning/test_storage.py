@@ -37,3 +37,8 @@ def test_passwords_are_masked() -> None:
         "postgresql://me:***@db.example/tune"
     )
     assert redact_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_a_missing_postgresql_driver_says_what_to_install() -> None:
+    with pytest.raises(ConfigError, match=r"install the database driver of postgresql\+pg8000://"):
+        open_storage("postgresql+pg8000://me:secret@127.0.0.1:1/tune")
