@@ -162,8 +162,9 @@ TUNE_FAST = (
 @pytest.fixture
 def fast_tune(phantom_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, list[str]]:
     """``(dataset, arguments)`` for ``autoseg tune`` trials that take seconds: the tiny
-    phantom, base heuristics of small networks (``--base-heuristics``) and short trainings
-    on one CPU thread with a 1-second heartbeat (add ``--trials``, ``--epochs``, ``--work``)."""
+    phantom, base heuristics of small networks (``--base-heuristics``, a file of this test
+    that it may rewrite) and short trainings on one CPU thread with a 1-second heartbeat (add
+    ``--trials``, ``--epochs``, ``--work``)."""
     base = tmp_path / "tune_base.json"
     base.write_text(json.dumps(TUNE_BASE))
     dataset = phantom_dataset(**TUNE_PHANTOM)

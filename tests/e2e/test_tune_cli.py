@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -28,20 +27,6 @@ from autoseg.tuning.study import DEFAULTS_ATTR
 from autoseg.tuning.worker import REASON_ATTR
 
 pytestmark = pytest.mark.e2e
-PHANTOM = {
-    "num_train_cases": 5,
-    "num_test_cases": 0,
-    "base_shape": (16, 20, 20),
-    "channels": ("T1",),
-    "nested_classes": 1,
-    "rare_class": False,
-    "seed": 3,
-}
-BASE = {"cpu_unet_max_features": 16, "unet_max_batch_size": 2}
-FAST = [
-    "--configs", "unet3d", "--iters-per-epoch", "2", "--val-iters", "1", "--loader-workers",
-    "0", "--threads", "1", "-np", "1", "--device", "cpu", "--heartbeat", "1",
-]  # fmt: skip
 STUDY = "autoseg-Phantom"
 
 
@@ -55,14 +40,12 @@ def one_thread() -> object:
 
 @pytest.fixture
 def setup(
-    phantom_dataset: Callable[..., Path], tmp_path: Path, one_thread: object
+    fast_tune: tuple[Path, list[str]], tmp_path: Path, one_thread: object
 ) -> tuple[Path, Path, list[str]]:
-    """(dataset, work folder, the common tune arguments)."""
-    dataset = phantom_dataset(**PHANTOM)
-    base = tmp_path / "base.json"
-    base.write_text(json.dumps(BASE))
+    """(dataset, work folder, the common tune arguments: ``fast_tune``'s and ``--work``)."""
+    dataset, fast = fast_tune
     work = tmp_path / "work"
-    return dataset, work, [str(dataset), "--work", str(work), "--base-heuristics", str(base)]
+    return dataset, work, [*fast, "--work", str(work)]
 
 
 def _study(work: Path) -> optuna.Study:
@@ -81,7 +64,7 @@ def test_three_trials_killed_mid_trial_then_resumed(
     setup: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, work, common = setup
-    args = [*common, "--trials", "3", *FAST, "--epochs", "3"]
+    args = [*common, "--trials", "3", "--epochs", "3"]
     process = subprocess.Popen(_command(args), env=_env())
     log = work / "tuning/studies" / STUDY / "trial_1/Phantom/results/unet3d/fold_0/log.jsonl"
     deadline = time.monotonic() + 240
@@ -114,7 +97,7 @@ def test_two_workers_share_one_sqlite_study(
     setup: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, work, common = setup
-    args = [*common, "--trials", "3", *FAST, "--epochs", "2"]
+    args = [*common, "--trials", "3", "--epochs", "2"]
     process = subprocess.Popen(_command(args), env=_env(), stdout=subprocess.PIPE, text=True)
     first = work / "tuning/studies" / STUDY / "trial_0"
     deadline = time.monotonic() + 240
@@ -139,7 +122,7 @@ def test_show_writes_best_heuristics_that_plan_accepts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     dataset, work, common = setup
-    assert main(["tune", *common, "--trials", "2", *FAST, "--epochs", "1"]) == 0
+    assert main(["tune", *common, "--trials", "2", "--epochs", "1"]) == 0
     capsys.readouterr()
     assert main(["tune", str(dataset), "--work", str(work), "--show"]) == 0
     out = capsys.readouterr().out
@@ -155,7 +138,7 @@ def test_show_writes_best_heuristics_that_plan_accepts(
     assert plans.heuristics == PlannerHeuristics.from_dict(best.user_attrs[HEURISTICS_ATTR])
     assert plans.heuristics.cpu_unet_max_features == 16  # the base's untuned value too
     capsys.readouterr()
-    other = ["tune", *common, "--trials", "2", *FAST, "--epochs", "2"]
+    other = ["tune", *common, "--trials", "2", "--epochs", "2"]
     assert main(other) == 2  # joining the study with another training length
     assert "epochs: study 1, here 2" in capsys.readouterr().err
 
@@ -169,7 +152,7 @@ def test_a_bad_intermediate_value_prunes_the_trial(
         return 1.0 if self.trial.number == 0 else 0.0  # trial 1 looks hopeless
 
     monkeypatch.setattr(IntermediateReporter, "current_value", forced)
-    args = [*common, "--trials", "2", *FAST, "--epochs", "2", "--pruner", "median"]
+    args = [*common, "--trials", "2", "--epochs", "2", "--pruner", "median"]
     assert main(["tune", *args, "--pruner-startup-trials", "1", "--pruner-warmup", "0"]) == 0
     first, second = _study(work).trials
     assert first.state == TrialState.COMPLETE and sorted(first.intermediate_values) == list(
@@ -183,14 +166,13 @@ def test_a_bad_intermediate_value_prunes_the_trial(
 
 
 def test_a_plan_that_fails_prunes_the_trial_and_tuning_goes_on(
-    phantom_dataset: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fast_tune: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dataset = phantom_dataset(**PHANTOM)
-    base = tmp_path / "base.json"
-    base.write_text(json.dumps({**BASE, "cpu_ram_fraction": 1e-6}))  # nothing fits
+    _, fast = fast_tune
+    base = Path(fast[fast.index("--base-heuristics") + 1])  # nothing fits:
+    base.write_text(json.dumps({**json.loads(base.read_text()), "cpu_ram_fraction": 1e-6}))
     work = tmp_path / "work"
-    args = [str(dataset), "--work", str(work), "--base-heuristics", str(base), "--trials", "2"]
-    assert main(["tune", *args, *FAST, "--epochs", "1"]) == 0
+    assert main(["tune", *fast, "--work", str(work), "--trials", "2", "--epochs", "1"]) == 0
     trials = _study(work).trials
     assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]
     assert all("planning Phantom failed" in t.user_attrs[REASON_ATTR] for t in trials)
