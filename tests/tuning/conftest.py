@@ -75,7 +75,7 @@ class PostgresServer:
                  "--no-sync")  # fmt: skip
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=50"
+            "-c max_connections=100"
         )
         log = str(self.folder / "server.log")
         self.run("pg_ctl", "-D", str(self.data_dir), "-l", log, "-w", "-t", "60", "-o", options,

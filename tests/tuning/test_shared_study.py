@@ -17,6 +17,8 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
+from autoseg.tuning.storage import open_storage
+
 pytestmark = pytest.mark.e2e
 STUDY = "shared"
 TRIALS = 3
@@ -29,9 +31,9 @@ def _worker(args: list[str], log: Path) -> subprocess.Popen[str]:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
 
 
-def _trials(url: str) -> list[FrozenTrial]:
+def _trials(storage: optuna.storages.BaseStorage) -> list[FrozenTrial]:
     try:
-        return optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
+        return optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
     except KeyError:  # not created yet
         return []
 
@@ -41,13 +43,15 @@ def _pid(trial: FrozenTrial) -> int | None:
     return int(str(worker).rsplit(":", 1)[1]) if worker else None
 
 
-def _kill_mid_trial(url: str, workers: list[subprocess.Popen[str]]) -> tuple[int, int]:
+def _kill_mid_trial(
+    storage: optuna.storages.BaseStorage, workers: list[subprocess.Popen[str]]
+) -> tuple[int, int]:
     """SIGKILL the first worker seen with a trial that has reported an epoch; returns
     (the killed worker's index, its trial number)."""
     pids = {w.pid: i for i, w in enumerate(workers)}
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and all(w.poll() is None for w in workers):
-        for trial in _trials(url):
+        for trial in _trials(storage):
             pid = _pid(trial)
             if trial.state == TrialState.RUNNING and trial.intermediate_values and pid in pids:
                 os.kill(pid, signal.SIGKILL)
@@ -60,6 +64,7 @@ def test_two_workers_one_killed_mid_trial(
     storage_url: str, fast_tune: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     _, common = fast_tune
+    storage = open_storage(storage_url)  # one connection pool for all the polling
     study = ["--storage", storage_url, "--study", STUDY]
     args = [*common, *study, "--trials", str(TRIALS), "--epochs", "3", "--pruner", "none"]
     workers = [
@@ -67,7 +72,7 @@ def test_two_workers_one_killed_mid_trial(
         for i in range(2)
     ]
     try:
-        victim, killed = _kill_mid_trial(storage_url, workers)
+        victim, killed = _kill_mid_trial(storage, workers)
         killed_at = time.monotonic()
         survivor = workers[1 - victim]
         out = survivor.communicate(timeout=300)[0]
@@ -89,7 +94,7 @@ def test_two_workers_one_killed_mid_trial(
         timeout=120,
     )
     assert shown.returncode == 0, shown.stderr
-    trials = {t.number: t for t in _trials(storage_url)}
+    trials = {t.number: t for t in _trials(storage)}
     assert trials[killed].state == TrialState.FAIL  # found silent, failed, retried once
     assert not [n for n, t in trials.items() if t.state == TrialState.RUNNING]
     finished = {n: t for n, t in trials.items() if t.state.is_finished()}
