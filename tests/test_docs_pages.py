@@ -244,10 +244,15 @@ def test_demo_page_states_the_presets(quick: bool) -> None:
     ) or rows["phantom"].startswith(f"{phantom.num_train_cases} + {phantom.num_test_cases}")
     assert f"~{_x(phantom.base_shape)} voxels" in rows["phantom"]
     assert rows["folds"] == str(settings.num_folds)
-    assert rows["training per fold"] == (
-        f"{train.epochs} epochs × {train.iters_per_epoch} iterations, "
-        f"{train.val_iters} validation batches"
-    )
+    if train.epochs is None:
+        assert rows["training per fold"] == (
+            f"{train.time_budget_seconds:g} s (`--time-budget`), epochs fitted to it"
+        )
+    else:
+        assert rows["training per fold"] == (
+            f"{train.epochs} epochs × {train.iters_per_epoch} iterations, "
+            f"{train.val_iters} validation batches"
+        )
     assert rows["test-time mirroring"] == ("on" if settings.use_mirroring else "off")
     for name, value in settings.heuristics_json().items():
         assert f"{name}={value}" in text or rows.get(f"`{name}`") == str(value), name

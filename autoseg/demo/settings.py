@@ -79,7 +79,14 @@ class DemoSettings:
         p, t = self.phantom, self.train
         classes = ", ".join(f"{v} {k}" for k, v in p.labels.items() if v)
         shape = "x".join(str(v) for v in p.base_shape)
-        lr = "family default" if t.lr is None else f"{t.lr:g}"
+        lr = "the plan's" if t.lr is None else f"{t.lr:g}"
+        optimizer = "the plan's" if t.optimizer is None else t.optimizer
+        length = (
+            f"{t.time_budget_seconds:g} s per fold (--time-budget; epochs fitted to it)"
+            if t.epochs is None and t.time_budget_seconds is not None
+            else f"{t.epochs} epochs x {t.iters_per_epoch} iterations, {t.val_iters} "
+            "validation batches per epoch"
+        )
         workers = "auto" if t.num_workers is None else str(t.num_workers)
         threads = "every core" if t.threads is None else str(t.threads)
         overrides = ", ".join(f"{k}={v}" for k, v in self.heuristics_json().items()) or "none"
@@ -91,8 +98,7 @@ class DemoSettings:
             f"cross-validation: {self.num_folds} folds (splits.json), every planned "
             "configuration on every fold",
             f"planner heuristic overrides (demo_heuristics.json): {overrides}",
-            f"training: {t.epochs} epochs x {t.iters_per_epoch} iterations, "
-            f"{t.val_iters} validation batches per epoch, optimizer {t.optimizer}, lr {lr}, "
+            f"training: {length}, optimizer {optimizer}, lr {lr}, "
             f"schedule {t.schedule}, seed {t.seed}, device {t.device}, torch threads "
             f"{threads}, loader workers {workers}",
             "prediction of the held-out cases: --config best (find-best's choice), "
@@ -110,11 +116,10 @@ _QUICK_HEURISTICS: dict[str, Any] = {
     "class_weight_power": 1.0,
     "deepmedic_subsample_factors": (3,),
 }
-_FULL_HEURISTICS: dict[str, Any] = {
-    **_QUICK_HEURISTICS,
-    "cpu_seconds_per_iteration": 0.15,
-    "unet_initial_patch_voxels": 32768,
-}
+_FULL_HEURISTICS: dict[str, Any] = {}
+"""None: the full demo shows what a user gets from ``autoseg plan`` on this machine."""
+FULL_FOLD_SECONDS = 40.0
+"""The full demo's time budget per fold (``--time-budget 40s``)."""
 
 
 def demo_threads(cpu_count: int | None = None) -> int:
@@ -151,7 +156,7 @@ def demo_settings(*, quick: bool, seed: int = 0, gpu: bool | None = None) -> Dem
         if on_gpu
         else {"num_workers": 0, "threads": demo_threads()}
     )
-    common = {"optimizer": "adam", "lr": 3e-3, "seed": seed, **loading}
+    common = {"seed": seed, **loading}  # optimiser and learning rate: the plan's
     if quick:
         phantom = PhantomSpec(
             num_train_cases=8, num_test_cases=2, base_shape=(32, 40, 40), seed=seed
@@ -159,5 +164,5 @@ def demo_settings(*, quick: bool, seed: int = 0, gpu: bool | None = None) -> Dem
         train = TrainConfig(epochs=4, iters_per_epoch=25, val_iters=2, **common)
         return DemoSettings("quick", phantom, 2, _QUICK_HEURISTICS, train, use_mirroring=False)
     phantom = PhantomSpec(num_train_cases=10, num_test_cases=3, base_shape=(48, 56, 56), seed=seed)
-    train = TrainConfig(epochs=10, iters_per_epoch=25, val_iters=4, **common)
+    train = TrainConfig(time_budget_seconds=FULL_FOLD_SECONDS, **common)
     return DemoSettings("full", phantom, 3, _FULL_HEURISTICS, train, use_mirroring=True)
