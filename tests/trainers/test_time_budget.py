@@ -104,11 +104,11 @@ class _Clock:
         return self.now
 
 
-def _budget_session(tmp_path, budget: float | None, *, probe=None):  # type: ignore[no-untyped-def]
+def _budget_session(tmp_path, budget: float | None, *, probe=None, shapes=None):  # type: ignore[no-untyped-def]
     import json
     from types import SimpleNamespace
 
-    shapes = {"small": [10, 10, 10], "large": [20, 10, 10]}
+    shapes = shapes or {"small": [10, 10, 10], "large": [20, 10, 10]}
     for case, shape in shapes.items():
         (tmp_path / f"{case}.json").write_text(json.dumps({"shape_after_resample": shape}))
     plan = SimpleNamespace(
@@ -172,7 +172,7 @@ def test_the_probe_measures_one_case_and_the_reserve_follows_the_load(tmp_path) 
     session.state.epoch, session.clock.now = 1, 10.0
     speeds = {"validation_seconds": 1.0, "seconds_per_voxel": 1e9}  # the rough rate is unused
     after_epoch(session, iteration_seconds=0.1, **speeds)  # type: ignore[arg-type]
-    assert probed == ["small"]  # the case needing the fewest outputs (30 against 40)
+    assert probed == ["small"]  # the lower median of two: the fewer outputs (30 against 40)
     # 3 s for 30 voxels -> 70 voxels in 7 s, plus the last checkpoint, with the margin
     assert session.budget.reserve_seconds == pytest.approx((7.0 + 0.5) * RESERVE_MARGIN)
     assert session.budget.closing_seconds == pytest.approx((1.0 + 0.5) * RESERVE_MARGIN)
@@ -190,6 +190,20 @@ def test_the_probe_measures_one_case_and_the_reserve_follows_the_load(tmp_path) 
     after_epoch(session, iteration_seconds=0.2, **speeds)  # type: ignore[arg-type]
     assert session.state.out_of_time and session.state.finished
     assert session.state.total_epochs == session.state.epoch
+
+
+def test_the_probe_takes_the_median_sized_case(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    probed: list[str] = []
+    shapes = {"a": [30, 10, 10], "b": [10, 10, 10], "c": [20, 10, 10], "d": [40, 10, 10]}
+    session = _budget_session(
+        tmp_path, 600.0, probe=lambda case: probed.append(case) or 1.0, shapes=shapes
+    )
+    session.state.epoch, session.clock.now = 1, 10.0
+    speeds = {"validation_seconds": 1.0, "seconds_per_voxel": 1e9}
+    after_epoch(session, iteration_seconds=0.1, **speeds)  # type: ignore[arg-type]
+    assert probed == ["c"]  # b 30, c 40, a 50, d 60 outputs: the lower median is c
+    # 1 s for c's 40 outputs -> the 180 outputs of the four cases in 4.5 s (+ the checkpoint)
+    assert session.budget.reserve_seconds == pytest.approx((4.5 + 0.5) * RESERVE_MARGIN)
 
 
 def test_without_final_validation_the_reserve_is_the_last_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
