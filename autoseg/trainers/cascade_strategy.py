@@ -18,14 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from batchgenerators.transforms.abstract_transforms import AbstractTransform
 
 from autoseg.inference.cascade import stage_one_hot
-from autoseg.planner.plans import ConfigurationPlan, Plans
-from autoseg.trainers.augmentation import build_train_transforms
+from autoseg.planner.plans import ConfigurationPlan
 from autoseg.trainers.cascade_augmentation import PerturbFirstStage
-from autoseg.trainers.sampling import PatchSampler
-from autoseg.trainers.spatial import SpatialParams
-from autoseg.trainers.strategy import LoaderSpec
 from autoseg.trainers.unet_strategy import UNetStrategy
 
 __all__ = ["CascadeStrategy"]
@@ -39,38 +36,12 @@ class CascadeStrategy(UNetStrategy):
         foreground: The foreground labels, one input channel each, in order.
     """
 
-    kind = "unet3d"
-
     def __init__(self, stage_dir: Path, foreground: Sequence[int]) -> None:
-        self.stage_dir = Path(stage_dir)
+        self.stage_dir: Path | None = Path(stage_dir)
         self.foreground = tuple(int(v) for v in foreground)
 
-    def _sampler(
-        self,
-        plans: Plans,
-        config: ConfigurationPlan,
-        folder: Path,
-        case_ids: Sequence[str],
-        spatial: SpatialParams | None,
-    ) -> PatchSampler:
-        return PatchSampler(
-            folder,
-            case_ids,
-            config.batch_size,
-            config.patch_size,
-            config.foreground_oversample,
-            plans.class_sampling_weights,
-            spatial,
-            stage_dir=self.stage_dir,
-        )
-
-    def train_loader(
-        self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
-    ) -> LoaderSpec:
-        spatial = SpatialParams.from_plan(config.augmentation)
-        sampler = self._sampler(plans, config, folder, case_ids, spatial)
-        transforms = build_train_transforms(config.augmentation, (PerturbFirstStage(),))
-        return LoaderSpec(sampler, transforms)
+    def _finishing_transforms(self) -> tuple[AbstractTransform, ...]:
+        return (PerturbFirstStage(),)
 
     def to_device(
         self, batch: dict[str, Any], config: ConfigurationPlan, device: torch.device

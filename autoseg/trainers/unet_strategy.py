@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from batchgenerators.transforms.abstract_transforms import AbstractTransform
 
 from autoseg.errors import ConfigError
 from autoseg.inference.sliding_window import sliding_window_voxels
@@ -53,6 +54,12 @@ class UNetStrategy:
 
     kind = "unet3d"
     defaults = FamilyDefaults(momentum=0.99, loss="dice_ce", channels_last_on_cpu=True)
+    stage_dir: Path | None = None
+    """The cascade's first-stage label maps, read beside the labels (None: no first stage)."""
+
+    def _finishing_transforms(self) -> tuple[AbstractTransform, ...]:
+        """Batch transforms training appends after the shared augmentation (none here)."""
+        return ()
 
     def _sampler(
         self,
@@ -70,6 +77,7 @@ class UNetStrategy:
             config.foreground_oversample,
             plans.class_sampling_weights,
             spatial,
+            stage_dir=self.stage_dir,
         )
 
     def train_loader(
@@ -77,7 +85,8 @@ class UNetStrategy:
     ) -> LoaderSpec:
         spatial = SpatialParams.from_plan(config.augmentation)
         sampler = self._sampler(plans, config, folder, case_ids, spatial)
-        return LoaderSpec(sampler, build_train_transforms(config.augmentation))
+        transforms = build_train_transforms(config.augmentation, self._finishing_transforms())
+        return LoaderSpec(sampler, transforms)
 
     def val_loader(
         self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
