@@ -9,7 +9,7 @@ under the family's measured speed x ``cpu_seconds_per_iteration``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from autoseg.networks import DeepMedicConfig, UNetConfig
 from autoseg.planner.compute import estimate_training_gflops
@@ -21,6 +21,7 @@ from autoseg.typing import Shape3
 
 __all__ = [
     "Budget",
+    "TrainingChoice",
     "compute_budget_gflops",
     "make_budget",
     "make_configuration",
@@ -56,17 +57,28 @@ def compute_budget_gflops(
     return rate * heuristics.cpu_seconds_per_iteration
 
 
+class TrainingChoice(NamedTuple):
+    """A configuration's default optimiser, initial learning rate and loss."""
+
+    optimizer: str
+    lr: float
+    loss: str
+
+
 def training_for(
     kind: str, hardware: HardwareTarget, heuristics: PlannerHeuristics
-) -> tuple[str, float]:
-    """The optimiser and learning rate a configuration trains with by default: the family's
-    heuristics for the device planned for (``cpu_unet_optimizer`` / ``cpu_unet_lr`` on a CPU,
-    ``unet_optimizer`` / ``unet_lr`` on a GPU; DeepMedic's likewise). Every U-Net
-    configuration (2D, low resolution, cascade) takes the U-Net's."""
+) -> TrainingChoice:
+    """The optimiser, learning rate and loss a configuration trains with by default: the
+    family's heuristics for the device planned for (``cpu_unet_optimizer`` / ``cpu_unet_lr``
+    on a CPU, ``unet_optimizer`` / ``unet_lr`` on a GPU, ``unet_loss`` on both; DeepMedic's
+    likewise). Every U-Net configuration (2D, low resolution, cascade) takes the U-Net's."""
     family = network_family(kind)
     prefix = "cpu_" if hardware.device == "cpu" else ""
-    optimizer = getattr(heuristics, f"{prefix}{family}_optimizer")
-    return str(optimizer), float(getattr(heuristics, f"{prefix}{family}_lr"))
+    return TrainingChoice(
+        optimizer=str(getattr(heuristics, f"{prefix}{family}_optimizer")),
+        lr=float(getattr(heuristics, f"{prefix}{family}_lr")),
+        loss=str(getattr(heuristics, f"{family}_loss")),
+    )
 
 
 @dataclass(frozen=True)
@@ -115,13 +127,13 @@ def make_configuration(
     batch: int,
     oversample: float,
     precision: str,
-    training: tuple[str, float],
+    training: TrainingChoice,
     common: dict[str, Any],
     previous_stage: str | None = None,
     batch_dice: bool = False,
 ) -> ConfigurationPlan:
     """The plan entry, with its memory and compute estimates; ``training`` is its default
-    (optimiser, learning rate), from :func:`training_for`."""
+    optimiser, learning rate and loss, from :func:`training_for`."""
     return ConfigurationPlan(
         name=name,
         network=network,
@@ -135,8 +147,9 @@ def make_configuration(
         estimated_gflops_per_iteration=estimate_training_gflops(network, patch, batch),
         foreground_oversample=oversample,
         precision=precision,
-        optimizer=training[0],
-        lr=training[1],
+        optimizer=training.optimizer,
+        lr=training.lr,
+        loss=training.loss,
         previous_stage=previous_stage,
         batch_dice=batch_dice,
         **common,

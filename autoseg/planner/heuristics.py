@@ -17,10 +17,13 @@ from typing import Any
 from autoseg.errors import ConfigError
 from autoseg.strict import choice_error, did_you_mean, load_json
 
-__all__ = ["OPTIMIZERS", "PlannerHeuristics", "load_heuristics"]
+__all__ = ["LOSSES", "OPTIMIZERS", "PlannerHeuristics", "load_heuristics"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 """Optimisers a plan (and ``autoseg train --optimizer``) may name."""
+
+LOSSES = ("dice_ce", "generalized_dice_ce", "ce", "dice")
+"""Losses a plan (and ``autoseg train --loss``) may name (see :mod:`autoseg.trainers.losses`)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class PlannerHeuristics:
         deepmedic_min_batch_size / deepmedic_max_batch_size: Batch range of segments.
 
     Training (recorded in each configuration of plans.json; ``autoseg train`` uses them unless
-    ``--optimizer`` / ``--lr`` are given):
+    ``--optimizer`` / ``--lr`` / ``--loss`` are given):
         unet_optimizer / unet_lr: Optimiser ("sgd" with Nesterov momentum, "adam" or
             "adamw") and initial learning rate of the U-Net on a GPU (nnU-Net's SGD at 1e-2).
         cpu_unet_optimizer / cpu_unet_lr: The same on a CPU, where a run is minutes to
@@ -90,6 +93,11 @@ class PlannerHeuristics:
             same iterations on the Hippocampus dev set (bench/RESULTS.md).
         deepmedic_optimizer / deepmedic_lr, cpu_deepmedic_optimizer / cpu_deepmedic_lr:
             DeepMedic's, on a GPU and on a CPU.
+        unet_loss / deepmedic_loss: The loss of every U-Net configuration and of DeepMedic
+            (one of :data:`LOSSES`; region-based training keeps its sigmoid Dice + BCE).
+        augmentation_strength: Multiplies the probability of every spatial and intensity
+            augmentation (capped at 1; mirroring is unchanged): below 1 for short runs that
+            cannot learn through strong augmentation, above 1 for long ones.
 
     Class balance:
         class_weight_power: Sampling weight of a class is proportional to its voxel frequency
@@ -152,6 +160,10 @@ class PlannerHeuristics:
     deepmedic_lr: float = 1e-2
     cpu_deepmedic_optimizer: str = "sgd"
     cpu_deepmedic_lr: float = 1e-2
+    unet_loss: str = "dice_ce"
+    deepmedic_loss: str = "ce"
+
+    augmentation_strength: float = 1.0
 
     class_weight_power: float = 0.5
 
@@ -173,6 +185,10 @@ class PlannerHeuristics:
             if f.name.endswith("_optimizer"):
                 if value not in OPTIMIZERS:
                     raise choice_error(f.name, value, OPTIMIZERS)
+                continue
+            if f.name.endswith("_loss"):
+                if value not in LOSSES:
+                    raise choice_error(f.name, value, LOSSES)
                 continue
             cast = int if f.type in ("int", int) else float
             value = cast(value)

@@ -22,7 +22,7 @@ from autoseg.frozendict import FrozenDict
 from autoseg.networks import DeepMedicConfig, UNetConfig, network_config_from_dict
 from autoseg.planner.decisions import PlanDecision, decisions_from_dict, decisions_to_dict
 from autoseg.planner.hardware_target import CpuSpeed, HardwareTarget, network_family
-from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.planner.heuristics import LOSSES, PlannerHeuristics
 from autoseg.preprocessing.normalize import ChannelNormalization
 from autoseg.preprocessing.pipeline import PreprocessingSettings
 from autoseg.strict import check_keys, load_json
@@ -46,6 +46,12 @@ PLANS_SCHEMA_VERSION = 3
 
 def _strict_keys(cls: type, data: Any, what: str) -> None:
     check_keys(what, data, [f.name for f in dataclasses.fields(cls)], PlansError)
+
+
+def _loss(value: Any) -> str | None:
+    if value is not None and value not in LOSSES:
+        raise PlansError(f"unknown loss {value!r} in a configuration (known: {', '.join(LOSSES)})")
+    return None if value is None else str(value)
 
 
 def _shape(values: Any) -> Shape3:
@@ -85,6 +91,16 @@ class AugmentationPlan:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    def scaled(self, strength: float) -> AugmentationPlan:
+        """Every augmentation probability times ``strength``, capped at 1 (mirroring, which
+        has none, unchanged)."""
+        probabilities = {
+            f.name: min(1.0, getattr(self, f.name) * strength)
+            for f in dataclasses.fields(self)
+            if f.name.startswith("p_")
+        }
+        return dataclasses.replace(self, **probabilities)
+
     @classmethod
     def from_dict(cls, data: Any) -> AugmentationPlan:
         _strict_keys(cls, data, "augmentation")
@@ -117,6 +133,9 @@ class ConfigurationPlan:
         optimizer: The optimiser training uses unless ``--optimizer`` is given ("sgd",
             "adam", "adamw"; from the heuristics for the family and device).
         lr: Its initial learning rate (unless ``--lr``).
+        loss: Its loss unless ``--loss`` is given (one of ``LOSSES``; None in plans written
+            before plans named it: the family's default). Region-based training keeps its
+            sigmoid loss.
         batch_dice: The U-Net's Dice term sums its statistics over the batch (one Dice per
             class) instead of per sample, as nnU-Net plans it: on for the 2D U-Net (a slice
             often lacks a class the batch holds) and for the full-resolution U-Nets of a
@@ -141,6 +160,7 @@ class ConfigurationPlan:
     augmentation: AugmentationPlan
     optimizer: str = "sgd"
     lr: float = 1e-2
+    loss: str | None = None
     batch_dice: bool = False
     previous_stage: str | None = None
 
@@ -154,7 +174,8 @@ class ConfigurationPlan:
 
     @classmethod
     def from_dict(cls, data: Any) -> ConfigurationPlan:
-        data = {"previous_stage": None, **data} if isinstance(data, dict) else data
+        if isinstance(data, dict):
+            data = {"previous_stage": None, "loss": None, **data}
         _strict_keys(cls, data, "configuration")
         try:
             network = network_config_from_dict(data["network"])
@@ -178,6 +199,7 @@ class ConfigurationPlan:
             augmentation=AugmentationPlan.from_dict(data["augmentation"]),
             optimizer=str(data["optimizer"]),
             lr=float(data["lr"]),
+            loss=_loss(data["loss"]),
             batch_dice=bool(data["batch_dice"]),
             previous_stage=None if data["previous_stage"] is None else str(data["previous_stage"]),
         )

@@ -9,12 +9,19 @@ the first trial and never end worse than the defaults.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.planner.heuristics import OPTIMIZERS, PlannerHeuristics
 
-__all__ = ["SEARCH_SPACE", "ParamSpec", "default_params", "suggest_heuristics"]
+__all__ = [
+    "SEARCH_SPACE",
+    "ParamSpec",
+    "active_space",
+    "default_params",
+    "suggest_heuristics",
+]
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class ParamSpec:
         log: Sample on a log scale.
         choices: Values for categorical parameters (JSON-able scalars; tuples as strings).
         device: "cpu" or "gpu" when the heuristic only matters for that planning target.
+        configs: The configurations it changes (empty: all); a study that trains none of
+            them does not tune it.
     """
 
     name: str
@@ -39,36 +48,68 @@ class ParamSpec:
     log: bool = False
     choices: tuple[Any, ...] = ()
     device: str | None = None
+    configs: tuple[str, ...] = ()
 
+
+UNETS = ("unet3d", "unet2d", "unet3d_lowres", "unet3d_cascade")
+UNETS_3D = ("unet3d", "unet3d_lowres", "unet3d_cascade")
+LOWRES = ("unet3d_lowres", "unet3d_cascade")
+DEEPMEDIC = ("deepmedic",)
+_LOSSES = ("dice_ce", "generalized_dice_ce", "ce")  # plain Dice is left out: unstable alone
 
 SEARCH_SPACE: tuple[ParamSpec, ...] = (
     ParamSpec("spacing_percentile", "float", 30.0, 70.0),
     ParamSpec("anisotropy_threshold", "float", 2.0, 4.0),
     ParamSpec("anisotropic_axis_percentile", "float", 5.0, 50.0),
     ParamSpec("nonzero_mask_crop_ratio", "float", 0.5, 1.0),
-    ParamSpec("unet_base_features", "categorical", choices=(16, 24, 32, 48), device="gpu"),
-    ParamSpec("cpu_unet_base_features", "categorical", choices=(8, 12, 16, 24, 32), device="cpu"),
-    ParamSpec("unet_min_feature_map", "categorical", choices=(4, 6, 8)),
-    ParamSpec("unet_initial_patch_voxels", "int", 64**3, 256**3, log=True),
-    ParamSpec("unet_max_dataset_fraction", "float", 0.01, 0.2, log=True),
-    ParamSpec("unet_foreground_oversample", "float", 0.1, 0.7),
+    ParamSpec("unet_base_features", "categorical", choices=(16, 24, 32, 48), device="gpu",
+              configs=UNETS),
+    ParamSpec("cpu_unet_base_features", "categorical", choices=(8, 12, 16, 24, 32), device="cpu",
+              configs=UNETS),
+    ParamSpec("unet_min_feature_map", "categorical", choices=(4, 6, 8), configs=UNETS),
+    ParamSpec("unet_initial_patch_voxels", "int", 64**3, 256**3, log=True, configs=UNETS_3D),
+    ParamSpec("unet_max_dataset_fraction", "float", 0.01, 0.2, log=True, configs=UNETS),
+    ParamSpec("unet_foreground_oversample", "float", 0.1, 0.7, configs=UNETS),
     ParamSpec("class_weight_power", "float", 0.0, 1.0),
-    ParamSpec("unet2d_min_batch_size", "int", 4, 32),
-    ParamSpec("lowres_patch_fraction", "float", 0.05, 0.5, log=True),
-    ParamSpec("lowres_min_voxel_reduction", "float", 1.0, 4.0),
-    ParamSpec(
-        "deepmedic_subsample_factors", "categorical", choices=("3,5", "3", "2,4", "3,6", "2,3,5")
-    ),
-    ParamSpec("deepmedic_feature_scale", "float", 0.5, 1.5, device="gpu"),
-    ParamSpec("cpu_deepmedic_feature_scale", "float", 0.25, 1.0, device="cpu"),
-    ParamSpec("deepmedic_max_train_output", "int", 9, 33, step=2),
-    ParamSpec("cpu_seconds_per_iteration", "float", 0.5, 3.0, log=True, device="cpu"),
-)
+    ParamSpec("unet2d_min_batch_size", "int", 4, 32, configs=("unet2d",)),
+    ParamSpec("lowres_patch_fraction", "float", 0.05, 0.5, log=True, configs=LOWRES),
+    ParamSpec("lowres_min_voxel_reduction", "float", 1.0, 4.0, configs=LOWRES),
+    ParamSpec("deepmedic_subsample_factors", "categorical",
+              choices=("3,5", "3", "2,4", "3,6", "2,3,5"), configs=DEEPMEDIC),
+    ParamSpec("deepmedic_feature_scale", "float", 0.5, 1.5, device="gpu", configs=DEEPMEDIC),
+    ParamSpec("cpu_deepmedic_feature_scale", "float", 0.25, 1.0, device="cpu",
+              configs=DEEPMEDIC),
+    ParamSpec("deepmedic_max_train_output", "int", 9, 33, step=2, configs=DEEPMEDIC),
+    ParamSpec("cpu_seconds_per_iteration", "float", 0.25, 3.0, log=True, device="cpu"),
+    # the trainer's settings, recorded per configuration in plans.json
+    ParamSpec("unet_optimizer", "categorical", choices=OPTIMIZERS, device="gpu", configs=UNETS),
+    ParamSpec("unet_lr", "float", 1e-4, 3e-2, log=True, device="gpu", configs=UNETS),
+    ParamSpec("cpu_unet_optimizer", "categorical", choices=OPTIMIZERS, device="cpu",
+              configs=UNETS),
+    ParamSpec("cpu_unet_lr", "float", 1e-4, 3e-2, log=True, device="cpu", configs=UNETS),
+    ParamSpec("deepmedic_optimizer", "categorical", choices=OPTIMIZERS, device="gpu",
+              configs=DEEPMEDIC),
+    ParamSpec("deepmedic_lr", "float", 1e-4, 3e-2, log=True, device="gpu", configs=DEEPMEDIC),
+    ParamSpec("cpu_deepmedic_optimizer", "categorical", choices=OPTIMIZERS, device="cpu",
+              configs=DEEPMEDIC),
+    ParamSpec("cpu_deepmedic_lr", "float", 1e-4, 3e-2, log=True, device="cpu",
+              configs=DEEPMEDIC),
+    ParamSpec("unet_loss", "categorical", choices=_LOSSES, configs=UNETS),
+    ParamSpec("deepmedic_loss", "categorical", choices=_LOSSES, configs=DEEPMEDIC),
+    ParamSpec("augmentation_strength", "float", 0.25, 2.0, log=True),
+)  # fmt: skip
 
 
-def _active(on_cpu: bool) -> tuple[ParamSpec, ...]:
+def active_space(on_cpu: bool, configs: Sequence[str] | None = None) -> tuple[ParamSpec, ...]:
+    """The parameters a study tunes: those for its planning target that change one of the
+    configurations it trains (``configs`` None: every configuration)."""
     target = "cpu" if on_cpu else "gpu"
-    return tuple(p for p in SEARCH_SPACE if p.device in (None, target))
+    return tuple(
+        p
+        for p in SEARCH_SPACE
+        if p.device in (None, target)
+        and (configs is None or not p.configs or any(c in p.configs for c in configs))
+    )
 
 
 def _to_field(spec: ParamSpec, value: Any) -> Any:
@@ -84,7 +125,11 @@ def _to_param(spec: ParamSpec, value: Any) -> Any:
 
 
 def suggest_heuristics(
-    trial: Any, *, on_cpu: bool, base: PlannerHeuristics | None = None
+    trial: Any,
+    *,
+    on_cpu: bool,
+    base: PlannerHeuristics | None = None,
+    configs: Sequence[str] | None = None,
 ) -> PlannerHeuristics:
     """Sample a PlannerHeuristics from an Optuna trial (fields outside the space from ``base``).
 
@@ -92,9 +137,10 @@ def suggest_heuristics(
         trial: An ``optuna.Trial``.
         on_cpu: Tune the CPU-specific heuristics (else the GPU ones).
         base: Values of the fields that are not tuned (default: the defaults).
+        configs: The configurations the study trains (None: all); see :func:`active_space`.
     """
     values = (base or PlannerHeuristics()).to_dict()
-    for spec in _active(on_cpu):
+    for spec in active_space(on_cpu, configs):
         if spec.kind == "float":
             value: Any = trial.suggest_float(spec.name, spec.low, spec.high, log=spec.log)
         elif spec.kind == "int":
@@ -110,7 +156,12 @@ def suggest_heuristics(
     return PlannerHeuristics.from_dict(values)
 
 
-def default_params(*, on_cpu: bool, base: PlannerHeuristics | None = None) -> dict[str, Any]:
+def default_params(
+    *,
+    on_cpu: bool,
+    base: PlannerHeuristics | None = None,
+    configs: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """The defaults (or ``base``) as Optuna parameters, for ``study.enqueue_trial``.
 
     Raises:
@@ -121,7 +172,7 @@ def default_params(*, on_cpu: bool, base: PlannerHeuristics | None = None) -> di
         for f in dataclasses.fields(PlannerHeuristics)
     }
     params = {}
-    for spec in _active(on_cpu):
+    for spec in active_space(on_cpu, configs):
         value = _to_param(spec, fields[spec.name])
         inside = (
             value in spec.choices if spec.kind == "categorical" else spec.low <= value <= spec.high

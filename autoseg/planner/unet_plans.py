@@ -153,9 +153,10 @@ def slice_axis_for(spacing: Spacing3) -> int:
     return next(a for a, s in enumerate(spacing) if s >= coarsest * (1 - 1e-3))
 
 
-def augmentation_2d(slice_axis: int) -> AugmentationPlan:
+def augmentation_2d(slice_axis: int, strength: float = 1.0) -> AugmentationPlan:
     """2D augmentation: rotation within the slice plane (any angle), scaling in 2D, mirroring
-    along the two in-plane axes, low-resolution simulation in-plane only."""
+    along the two in-plane axes, low-resolution simulation in-plane only; probabilities times
+    ``strength`` (``augmentation_strength``)."""
     degrees = [0.0, 0.0, 0.0]
     degrees[slice_axis] = 180.0
     mirror = tuple(a for a in range(3) if a != slice_axis)
@@ -163,7 +164,7 @@ def augmentation_2d(slice_axis: int) -> AugmentationPlan:
         rotation_degrees=(degrees[0], degrees[1], degrees[2]),
         rotate_in_plane_only=True,
         mirror_axes=mirror,
-    )
+    ).scaled(strength)
 
 
 def plan_unet2d(plan: PlanningInput) -> tuple[ConfigurationPlan | None, PlanDecision]:
@@ -181,7 +182,10 @@ def plan_unet2d(plan: PlanningInput) -> tuple[ConfigurationPlan | None, PlanDeci
         )
     except ValueError as err:
         return None, PlanDecision(False, f"no 2D patch fits the memory/compute target: {err}")
-    common = {**plan.common(plan.spacing), "augmentation": augmentation_2d(axis)}
+    common = {
+        **plan.common(plan.spacing),
+        "augmentation": augmentation_2d(axis, plan.heuristics.augmentation_strength),
+    }
     oversample = plan.heuristics.unet_foreground_oversample
     config = _entry(
         plan, "unet2d", choice, precision, common, oversample=oversample, batch_dice=True

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autoseg.errors import ConfigError
-from autoseg.planner.heuristics import OPTIMIZERS
+from autoseg.planner.heuristics import LOSSES, OPTIMIZERS
 from autoseg.strict import check_keys, choice_error
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
 
 DEVICES = ("auto", "cuda", "cpu", "mps")
 SCHEDULES = ("poly", "plateau", "constant")
-LOSSES = ("dice_ce", "generalized_dice_ce", "ce", "dice")
 _CUDA_INDEX = re.compile(r"cuda:\d+")
 
 

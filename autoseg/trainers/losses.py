@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from autoseg.errors import ConfigError
+from autoseg.planner.heuristics import LOSSES
 from autoseg.strict import choice_error
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "region_targets",
 ]
 
-LOSS_KINDS = ("dice_ce", "generalized_dice_ce", "ce", "dice")
+LOSS_KINDS = LOSSES
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,11 @@ def _hyper(
     workers: int,
     region_based: bool,
 ) -> dict[str, Any]:
-    """The optimiser and learning rate (the command line's, else the plan's), momentum and
-    loss (the command line's, else the family's), and the loader workers."""
+    """The optimiser, learning rate and loss (the command line's, else the plan's; the loss
+    of region-based training and of plans that name none: the family's), momentum (the
+    command line's, else the family's), and the loader workers."""
     defaults = strategy.defaults
-    loss = defaults.region_loss if region_based else defaults.loss
+    loss = defaults.region_loss if region_based else (plan.loss or defaults.loss)
     return {
         "optimizer": config.optimizer if config.optimizer is not None else plan.optimizer,
         "lr": config.lr if config.lr is not None else plan.lr,

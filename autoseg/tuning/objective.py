@@ -128,7 +128,12 @@ class TrialObjective:
 
 def _sample(trial: optuna.Trial, context: TrialContext) -> PlannerHeuristics:
     try:
-        heuristics = suggest_heuristics(trial, on_cpu=context.on_cpu, base=context.base_heuristics)
+        heuristics = suggest_heuristics(
+            trial,
+            on_cpu=context.on_cpu,
+            base=context.base_heuristics,
+            configs=context.request.configs,
+        )
     except ConfigError as err:
         trial.set_user_attr(REASON_ATTR, f"invalid heuristics: {err}")
         raise optuna.TrialPruned(f"invalid heuristics: {err}") from None

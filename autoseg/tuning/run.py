@@ -92,7 +92,7 @@ def run_tune(workspace: Workspace, request: TuneRequest) -> TuneReport:
     device = _resolve_device(request)
     base = load_heuristics(request.base_heuristics)
     try:
-        defaults = default_params(on_cpu=device == "cpu", base=base)
+        defaults = default_params(on_cpu=device == "cpu", base=base, configs=request.configs)
     except ValueError as err:
         raise ConfigError(f"base heuristics: {err}", path=request.base_heuristics) from None
     url = _storage_url(workspace, request.storage)

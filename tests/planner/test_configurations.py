@@ -161,3 +161,41 @@ def test_plans_round_trip_with_decisions_and_stages() -> None:
     assert "previous_stage" not in data["configurations"]["unet3d"]
     assert data["configurations"]["unet2d"]["network"]["kind"] == "unet2d"
     assert Plans.from_json(plans.to_json()) == plans
+
+
+def test_trainer_heuristics_are_planned_per_family() -> None:
+    heuristics = PlannerHeuristics(
+        unet_loss="generalized_dice_ce", deepmedic_loss="dice_ce", augmentation_strength=0.5
+    )
+    plans = plan_dataset(_fingerprint((5.0, 0.7, 0.7), (24, 320, 320)), heuristics, CPU)
+    unets = [c for c in plans.configurations.values() if c.network.kind != "deepmedic"]
+    assert {"unet3d", "unet2d"} <= {c.name for c in unets}
+    assert all(c.loss == "generalized_dice_ce" for c in unets)
+    assert plans.configurations["deepmedic"].loss == "dice_ce"
+    defaults = plan_dataset(_fingerprint((5.0, 0.7, 0.7), (24, 320, 320)), PlannerHeuristics(), CPU)
+    for name, config in plans.configurations.items():
+        weak, full = config.augmentation, defaults.configurations[name].augmentation
+        assert weak.p_rotation == pytest.approx(full.p_rotation / 2)
+        assert weak.p_low_resolution == pytest.approx(full.p_low_resolution / 2)
+        assert weak.mirror_axes == full.mirror_axes and weak.scale_range == full.scale_range
+    again = Plans.from_dict(json.loads(json.dumps(plans.to_dict())))
+    assert again.configurations["unet3d"].loss == "generalized_dice_ce"
+
+
+def test_augmentation_strength_caps_probabilities_at_one() -> None:
+    strong = PlannerHeuristics(augmentation_strength=10.0)
+    plans = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (64, 64, 64)), strong, CPU)
+    augmentation = plans.configurations["unet3d"].augmentation
+    probabilities = [v for k, v in augmentation.to_dict().items() if k.startswith("p_")]
+    assert probabilities and all(p == 1.0 for p in probabilities)
+
+
+def test_plans_without_a_loss_train_with_the_family_default() -> None:
+    plans = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (64, 64, 64)), PlannerHeuristics(), CPU)
+    data = plans.to_dict()
+    for config in data["configurations"].values():
+        del config["loss"]  # plans.json written before plans named the loss
+    assert all(c.loss is None for c in Plans.from_dict(data).configurations.values())
+    data["configurations"]["unet3d"]["loss"] = "dcie"
+    with pytest.raises(Exception, match="unknown loss 'dcie'"):
+        Plans.from_dict(data)

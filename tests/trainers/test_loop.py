@@ -212,3 +212,15 @@ def test_cpu_threads_are_tuned_unless_given(planned: Workspace) -> None:
     [fixed] = run_training(planned, _request(fold=1, epochs=1, threads=2))
     resolved = json.loads((fixed.fold_dir / "train_config.json").read_text())["resolved"]
     assert resolved["threads"] == 2 and resolved["adaptive_threads"] is False
+
+
+def test_the_plan_names_the_loss_unless_the_command_line_does(planned: Workspace) -> None:
+    plans = json.loads(planned.plans_json.read_text())
+    plans["configurations"]["unet3d"]["loss"] = "ce"
+    planned.plans_json.write_text(json.dumps(plans))
+    [from_plan] = run_training(planned, _request(epochs=1))
+    resolved = json.loads((from_plan.fold_dir / "train_config.json").read_text())["resolved"]
+    assert resolved["loss"] == "ce"
+    [given] = run_training(planned, _request(fold=1, epochs=1, loss="generalized_dice_ce"))
+    resolved = json.loads((given.fold_dir / "train_config.json").read_text())["resolved"]
+    assert resolved["loss"] == "generalized_dice_ce"
