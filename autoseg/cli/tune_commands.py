@@ -92,8 +92,10 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--study", default=None, metavar="NAME", help="default: from the dataset names")
     g.add_argument(
-        "--pruner", choices=("median", "hyperband", "none"), default="median",
-        help="stop bad trials early on their smoothed pseudo-Dice (default: median)",
+        "--pruner", choices=("median", "halving", "hyperband", "none"), default="median",
+        help="stop bad trials early on their smoothed pseudo-Dice: median, successive "
+        "halving over training time (rungs at the warm-up percent x3, x9, ...), hyperband "
+        "(brackets of halving from the warm-up percent), none (default: median)",
     )  # fmt: skip
     g.add_argument(
         "--pruner-startup-trials", type=_non_negative_int, default=3, metavar="N",
@@ -101,7 +103,8 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--pruner-warmup", type=_non_negative_int, default=25, metavar="PERCENT",
-        help="percent of a trial's training never pruned by the median pruner (default: 25)",
+        help="percent of a trial's training never pruned; the first rung of halving and "
+        "hyperband (default: 25)",
     )  # fmt: skip
     g.add_argument("--seed", type=int, default=0, help="sampler and training seed (default: 0)")
     g.add_argument(

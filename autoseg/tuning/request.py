@@ -24,7 +24,7 @@ TUNABLE_CONFIGURATIONS = tuple(c for c in CONFIGURATIONS if c != "unet3d_cascade
 """What a trial may train: the cascade needs every fold of its first stage first, while a
 trial trains only ``folds``."""
 
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "halving", "hyperband", "none")
 DEFAULT_BUDGET_MINUTES = 30.0
 """Training minutes per trial when neither a budget nor --epochs is given."""
 
@@ -47,9 +47,10 @@ class TuneRequest:
             :data:`TUNABLE_CONFIGURATIONS`; one a trial's heuristics did not plan is left
             out of that trial).
         folds: Cross-validation folds trained per configuration (0..4).
-        pruner: "median", "hyperband" or "none".
+        pruner: "median", "halving", "hyperband" or "none".
         pruner_startup_trials: Completed trials before the median pruner prunes.
-        pruner_warmup_percent: Percent of a trial's training never pruned (median pruner).
+        pruner_warmup_percent: Percent of a trial's training never pruned (the median
+            pruner's warm-up; the first rung of halving and hyperband).
         seed: Seed of the sampler (per trial, from the trial number) and of training.
         device: "cuda", "cpu", or None for CUDA when available.
         gpu_memory_bytes: Plan for this much GPU memory instead of the detected amount.

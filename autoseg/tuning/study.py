@@ -20,6 +20,7 @@ import optuna
 
 from autoseg.errors import ConfigError
 from autoseg.log import get_logger
+from autoseg.tuning.request import PRUNERS
 
 __all__ = [
     "DEFAULTS_ATTR",
@@ -133,17 +134,28 @@ def make_sampler(seed: int, trial_number: int) -> optuna.samplers.TPESampler:
 def make_pruner(
     name: str, *, startup_trials: int, warmup_percent: int
 ) -> optuna.pruners.BasePruner:
-    """The pruner for ``--pruner``: "median", "hyperband" or "none".
+    """The pruner for ``--pruner``: "median", "halving", "hyperband" or "none".
 
     Intermediate values are reported at steps 1..100, the percent of a trial's training
-    done, so trials of any length compare at the same steps.
+    done, so trials of any length compare at the same steps. "halving" is asynchronous
+    successive halving over training time: a trial reaching a rung (``warmup_percent``, then
+    x3, x9, ... percent) goes on only if its value is in the best third of the values seen
+    there, so most of the compute goes to the promising heuristics. "hyperband" runs brackets
+    of halving whose first rung starts at ``warmup_percent``.
     """
     if name == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=startup_trials, n_warmup_steps=warmup_percent
         )
+    first_rung = max(1, warmup_percent)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=first_rung, reduction_factor=3, min_early_stopping_rate=0
+        )
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=100, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=first_rung, max_resource=100, reduction_factor=3
+        )
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise ConfigError(f"unknown pruner {name!r}; choose one of median, hyperband, none")
+    raise ConfigError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")

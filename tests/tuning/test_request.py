@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from autoseg.errors import ConfigError
-from autoseg.tuning.request import DEFAULT_BUDGET_MINUTES, TuneRequest
+from autoseg.tuning.request import DEFAULT_BUDGET_MINUTES, PRUNERS, TuneRequest
 
 DATA = (Path("a"), Path("b"))
 
@@ -63,3 +63,12 @@ def test_study_settings_hold_what_makes_trials_comparable() -> None:
     # worker-local knobs are not part of it
     other = TuneRequest(DATA, epochs=2, iters_per_epoch=3, configs=("unet3d",), seed=9, trials=50)
     assert other.study_settings(["A", "B"], True, {"x": 1}) == settings
+
+
+def test_the_cli_offers_every_pruner() -> None:
+    from autoseg.cli import build_parser
+
+    parser = build_parser()
+    for pruner in PRUNERS:
+        args = parser.parse_args(["tune", "--show", "--pruner", pruner])
+        assert args.pruner == pruner

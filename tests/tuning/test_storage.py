@@ -9,6 +9,7 @@ import pytest
 
 from autoseg.errors import ConfigError
 from autoseg.tuning.storage import default_storage_url, open_storage, redact_url
+from autoseg.tuning.study import make_pruner
 from autoseg.workspace import Workspace
 
 
@@ -42,3 +43,36 @@ def test_passwords_are_masked() -> None:
 def test_a_missing_postgresql_driver_says_what_to_install() -> None:
     with pytest.raises(ConfigError, match=r"install the database driver of postgresql\+pg8000://"):
         open_storage("postgresql+pg8000://me:secret@127.0.0.1:1/tune")
+
+
+def _halving_run(values: list[float]) -> list[bool]:
+    """For trials reporting ``value`` at steps 1..100, whether each was pruned (in order)."""
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner("halving", startup_trials=0, warmup_percent=25)
+    )
+    pruned = []
+    for value in values:
+        trial = study.ask()
+        stopped = False
+        for step in range(1, 101):
+            trial.report(value, step)
+            if trial.should_prune():
+                stopped = step == 25  # pruned at the first rung, not before it
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, value)
+        pruned.append(stopped)
+    return pruned
+
+
+def test_successive_halving_stops_poor_trials_at_the_first_rung() -> None:
+    assert _halving_run([0.80, 0.82, 0.84, 0.50, 0.90, 0.60]) == [
+        False, False, False, True, False, True,
+    ]  # fmt: skip
+
+
+def test_hyperband_starts_at_the_warm_up() -> None:
+    pruner = make_pruner("hyperband", startup_trials=0, warmup_percent=25)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert pruner._min_resource == 25
