@@ -241,7 +241,7 @@ def _plan_deepmedic(
         choice.train_segment,
         choice.inference_segment,
         choice.batch_size,
-        0.0,
+        heuristics.deepmedic_foreground_fraction,
         budget.precision,
         training_for("deepmedic", hardware, heuristics),
         common,
