@@ -154,10 +154,10 @@ def _compare(
     default = np.array([np.nan if b[c][1] is None else b[c][1] for c in cases])
     diff = paired_bootstrap(tuned, default, num_bootstrap=10_000, seed=0)
     return {
-        "folds": sorted(folds), "cases": diff.cases,
+        "folds": sorted(folds), "cases": diff.n_cases,
         "defaults": float(np.nanmean(default)) if cases else None,
         "tuned": float(np.nanmean(tuned)) if cases else None,
-        "difference": diff.mean, "ci95": [diff.low, diff.high],
+        "difference": diff.mean_difference, "ci95": [diff.ci_low, diff.ci_high],
     }  # fmt: skip
 
 
