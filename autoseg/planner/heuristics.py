@@ -83,11 +83,6 @@ class PlannerHeuristics:
         deepmedic_min_train_output: Smallest training output segment edge.
         deepmedic_inference_output: Inference output segment edge (finest axis).
         deepmedic_min_batch_size / deepmedic_max_batch_size: Batch range of segments.
-        deepmedic_foreground_fraction: Share of training segments centred on a foreground
-            voxel (the rest on background), DeepMedic's fore/background sampling. Drawing
-            every class equally (2/3 foreground with two classes) over-segmented Hippocampus
-            by 19 % (fold 0, bench/RESULTS.md); plans.json records it as the configuration's
-            ``foreground_oversample``.
 
     Training (recorded in each configuration of plans.json; ``autoseg train`` uses them unless
     ``--optimizer`` / ``--lr`` / ``--loss`` are given):
@@ -156,7 +151,6 @@ class PlannerHeuristics:
     deepmedic_inference_output: int = 45
     deepmedic_min_batch_size: int = 4
     deepmedic_max_batch_size: int = 32
-    deepmedic_foreground_fraction: float = 0.5
 
     unet_optimizer: str = "sgd"
     unet_lr: float = 1e-2
@@ -212,7 +206,6 @@ class PlannerHeuristics:
             "nonzero_mask_crop_ratio",
             "cpu_parallel_efficiency",
             "lowres_patch_fraction",
-            "deepmedic_foreground_fraction",
         ):
             value = getattr(self, name)
             if not 0 < value <= 1:

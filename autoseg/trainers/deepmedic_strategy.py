@@ -102,21 +102,13 @@ class DeepMedicStrategy:
     defaults = FamilyDefaults(momentum=0.9, loss="ce")
 
     def _sampler(
-        self,
-        plans: Plans,
-        config: ConfigurationPlan,
-        folder: Path,
-        ids: Sequence[str],
-        train: bool,
+        self, config: ConfigurationPlan, folder: Path, ids: Sequence[str], train: bool
     ) -> SegmentSampler:
         box, offset = segment_box(_deepmedic(config), config.patch_size)
         spatial = SpatialParams.from_plan(config.augmentation) if train else None
-        # plans before the fraction was planned hold 0.0 there: class-balanced, as then
-        fraction = config.foreground_oversample if config.foreground_oversample > 0 else None
         return SegmentSampler(
-            folder, ids, config.batch_size, box, offset, config.patch_size, spatial,
-            foreground_fraction=fraction, class_weights=plans.class_sampling_weights,
-        )  # fmt: skip
+            folder, ids, config.batch_size, box, offset, config.patch_size, spatial
+        )
 
     def train_loader(
         self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
@@ -125,7 +117,7 @@ class DeepMedicStrategy:
         _, offset = segment_box(network, config.patch_size)
         extract = PathwayInputs(network, offset, config.patch_size)
         transforms = build_pathway_transforms(config.augmentation, extract)
-        return LoaderSpec(self._sampler(plans, config, folder, case_ids, True), transforms)
+        return LoaderSpec(self._sampler(config, folder, case_ids, True), transforms)
 
     def val_loader(
         self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
@@ -133,7 +125,7 @@ class DeepMedicStrategy:
         network = _deepmedic(config)
         _, offset = segment_box(network, config.patch_size)
         finish = Compose([PathwayInputs(network, offset, config.patch_size)])
-        return LoaderSpec(self._sampler(plans, config, folder, case_ids, False), finish)
+        return LoaderSpec(self._sampler(config, folder, case_ids, False), finish)
 
     def to_device(
         self, batch: dict[str, Any], config: ConfigurationPlan, device: torch.device
