@@ -39,7 +39,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
                                 "cpu_unet_lr": 1e-2}, []),
     "unet_adam_025": ("unet3d", {"cpu_seconds_per_iteration": 0.25}, []),
     "unet_adam_1s": ("unet3d", {"cpu_seconds_per_iteration": 1.0}, []),
-    "deepmedic_sgd_ce_025": ("deepmedic", {"cpu_seconds_per_iteration": 0.25}, ["--loss", "ce"]),
+    "deepmedic_sgd_ce_025": ("deepmedic", {"cpu_seconds_per_iteration": 0.25,
+                                           "cpu_deepmedic_optimizer": "sgd",
+                                           "cpu_deepmedic_lr": 1e-2}, ["--loss", "ce"]),
     "deepmedic_adam_dice_ce_025": (
         "deepmedic",
         {"cpu_seconds_per_iteration": 0.25, "cpu_deepmedic_optimizer": "adam",

@@ -10,14 +10,14 @@ each pathway's input with :func:`~autoseg.networks.deepmedic.extract_pathway_inp
 single source of alignment), and the intensity augmentations then act on each pathway's
 input, with the same random draws for all pathways of a sample
 (:class:`~autoseg.trainers.augmentation.PerPathway`).
-The loss is computed on the output segment only: cross-entropy by default (Dice + CE
-optional; the Dice statistics are summed over the batch, the segments being small); for
+The loss is computed on the output segment only: the plan's (Dice + CE by default, the Dice
+statistics summed over the batch, the segments being small; cross-entropy for plans that
+name no loss); for
 region-based training binary cross-entropy + Dice per region (one sigmoid output each), and
 ignore-label voxels take no part in any term.
 
 Defaults: Nesterov momentum 0.9 when the plan's optimiser is SGD (the plan chooses
-optimiser and learning rate), cross-entropy (nnU-Net's U-Net defaults are momentum 0.99 and
-Dice + CE). DeepMedic trains a batch-normalised network with
+optimiser, learning rate and loss; nnU-Net's U-Net momentum is 0.99). DeepMedic trains a batch-normalised network with
 dropout on small segments, and its own optimiser uses moderate momentum (RMSProp, momentum
 0.6, lr 1e-3); on the two-class phantom of bench/train_accuracy.py (3-4 minute CPU runs)
 momentum 0.9 and 0.99 reached the same validation Dice (0.921 and 0.917), so the more
