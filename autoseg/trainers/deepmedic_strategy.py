@@ -20,8 +20,9 @@ Defaults: Nesterov momentum 0.9 when the plan's optimiser is SGD (the plan choos
 optimiser, learning rate and loss; nnU-Net's U-Net momentum is 0.99). DeepMedic trains a
 batch-normalised network with dropout on small segments, and its own optimiser uses moderate
 momentum (RMSProp, momentum 0.6, lr 1e-3); on the two-class phantom of
-bench/train_accuracy.py (3-4 minute CPU runs) momentum 0.9 and 0.99 reached the same validation Dice (0.921 and 0.917), so the more
-conservative value is the default. ``--momentum``/``--lr``/``--loss`` override them.
+bench/train_accuracy.py (3-4 minute CPU runs) momentum 0.9 and 0.99 reached the same
+validation Dice (0.921 and 0.917), so the more conservative value is the default.
+``--momentum``/``--lr``/``--loss`` override them.
 """
 
 from __future__ import annotations
