@@ -241,7 +241,7 @@ def _plan_deepmedic(
         choice.train_segment,
         choice.inference_segment,
         choice.batch_size,
-        heuristics.deepmedic_foreground_fraction,
+        0.0,
         budget.precision,
         training_for("deepmedic", hardware, heuristics),
         common,

@@ -128,9 +128,7 @@ class ConfigurationPlan:
         estimated_memory_bytes: Training memory estimate at (patch_size, batch_size).
         estimated_inference_memory_bytes: Inference memory estimate for one window/segment.
         estimated_gflops_per_iteration: Training compute of one iteration (forward+backward).
-        foreground_oversample: Fraction of each U-Net batch forced to contain foreground; for
-            DeepMedic, the share of segments centred on foreground (0 in plans written before
-            it was planned: every class drawn equally).
+        foreground_oversample: Fraction of each U-Net batch forced to contain foreground.
         augmentation: Augmentation parameters.
         optimizer: The optimiser training uses unless ``--optimizer`` is given ("sgd",
             "adam", "adamw"; from the heuristics for the family and device).

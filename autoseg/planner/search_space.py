@@ -80,7 +80,6 @@ SEARCH_SPACE: tuple[ParamSpec, ...] = (
     ParamSpec("cpu_deepmedic_feature_scale", "float", 0.25, 1.0, device="cpu",
               configs=DEEPMEDIC),
     ParamSpec("deepmedic_max_train_output", "int", 9, 33, step=2, configs=DEEPMEDIC),
-    ParamSpec("deepmedic_foreground_fraction", "float", 0.2, 0.8, configs=DEEPMEDIC),
     ParamSpec("cpu_seconds_per_iteration", "float", 0.25, 3.0, log=True, device="cpu"),
     # the trainer's settings, recorded per configuration in plans.json
     ParamSpec("unet_optimizer", "categorical", choices=OPTIMIZERS, device="gpu", configs=UNETS),

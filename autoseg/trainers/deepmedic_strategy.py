@@ -10,18 +10,19 @@ each pathway's input with :func:`~autoseg.networks.deepmedic.extract_pathway_inp
 single source of alignment), and the intensity augmentations then act on each pathway's
 input, with the same random draws for all pathways of a sample
 (:class:`~autoseg.trainers.augmentation.PerPathway`).
-The loss is computed on the output segment only: cross-entropy by default (Dice + CE
-optional; the Dice statistics are summed over the batch, the segments being small); for
+The loss is computed on the output segment only: the plan's (Dice + CE by default, the Dice
+statistics summed over the batch, the segments being small; cross-entropy for plans that
+name no loss); for
 region-based training binary cross-entropy + Dice per region (one sigmoid output each), and
 ignore-label voxels take no part in any term.
 
 Defaults: Nesterov momentum 0.9 when the plan's optimiser is SGD (the plan chooses
-optimiser and learning rate), cross-entropy (nnU-Net's U-Net defaults are momentum 0.99 and
-Dice + CE). DeepMedic trains a batch-normalised network with
-dropout on small segments, and its own optimiser uses moderate momentum (RMSProp, momentum
-0.6, lr 1e-3); on the two-class phantom of bench/train_accuracy.py (3-4 minute CPU runs)
-momentum 0.9 and 0.99 reached the same validation Dice (0.921 and 0.917), so the more
-conservative value is the default. ``--momentum``/``--lr``/``--loss`` override them.
+optimiser, learning rate and loss; nnU-Net's U-Net momentum is 0.99). DeepMedic trains a
+batch-normalised network with dropout on small segments, and its own optimiser uses moderate
+momentum (RMSProp, momentum 0.6, lr 1e-3); on the two-class phantom of
+bench/train_accuracy.py (3-4 minute CPU runs) momentum 0.9 and 0.99 reached the same
+validation Dice (0.921 and 0.917), so the more conservative value is the default.
+``--momentum``/``--lr``/``--loss`` override them.
 """
 
 from __future__ import annotations
@@ -102,21 +103,13 @@ class DeepMedicStrategy:
     defaults = FamilyDefaults(momentum=0.9, loss="ce")
 
     def _sampler(
-        self,
-        plans: Plans,
-        config: ConfigurationPlan,
-        folder: Path,
-        ids: Sequence[str],
-        train: bool,
+        self, config: ConfigurationPlan, folder: Path, ids: Sequence[str], train: bool
     ) -> SegmentSampler:
         box, offset = segment_box(_deepmedic(config), config.patch_size)
         spatial = SpatialParams.from_plan(config.augmentation) if train else None
-        # plans before the fraction was planned hold 0.0 there: class-balanced, as then
-        fraction = config.foreground_oversample if config.foreground_oversample > 0 else None
         return SegmentSampler(
-            folder, ids, config.batch_size, box, offset, config.patch_size, spatial,
-            foreground_fraction=fraction, class_weights=plans.class_sampling_weights,
-        )  # fmt: skip
+            folder, ids, config.batch_size, box, offset, config.patch_size, spatial
+        )
 
     def train_loader(
         self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
@@ -125,7 +118,7 @@ class DeepMedicStrategy:
         _, offset = segment_box(network, config.patch_size)
         extract = PathwayInputs(network, offset, config.patch_size)
         transforms = build_pathway_transforms(config.augmentation, extract)
-        return LoaderSpec(self._sampler(plans, config, folder, case_ids, True), transforms)
+        return LoaderSpec(self._sampler(config, folder, case_ids, True), transforms)
 
     def val_loader(
         self, plans: Plans, config: ConfigurationPlan, folder: Path, case_ids: Sequence[str]
@@ -133,7 +126,7 @@ class DeepMedicStrategy:
         network = _deepmedic(config)
         _, offset = segment_box(network, config.patch_size)
         finish = Compose([PathwayInputs(network, offset, config.patch_size)])
-        return LoaderSpec(self._sampler(plans, config, folder, case_ids, False), finish)
+        return LoaderSpec(self._sampler(config, folder, case_ids, False), finish)
 
     def to_device(
         self, batch: dict[str, Any], config: ConfigurationPlan, device: torch.device

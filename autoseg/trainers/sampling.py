@@ -9,12 +9,10 @@ and zoom never pull in padding that a fixed pre-cropped region would have needed
   foreground_oversample)`` samples of each batch are forced to contain foreground, centred on a
   voxel of a class drawn with the plan's class-sampling weights among the classes present in
   the case; the other patches lie at a uniformly random position inside the image.
-- :class:`SegmentSampler` (DeepMedic): with probability ``foreground_fraction`` a foreground
-  class present in the case is drawn (with the plan's class-sampling weights), otherwise the
-  background (its locations lie inside the ROI / body); then a voxel of it. The output
-  segment is centred there, inside a box that holds every pathway's input. Only the output
-  segment's labels are read. Without a fraction (plans written before it was planned) every
-  class present, background included, is drawn with equal probability.
+- :class:`SegmentSampler` (DeepMedic): a class is drawn with equal probability among those
+  present in the case (background locations lie inside the ROI / body), then a voxel of it;
+  the output segment is centred there, inside a box that holds every pathway's input. Only
+  the output segment's labels are read.
 
 Batches are ``{"data": B×C×patch float32, "seg": B×1×(patch or output) int16, "keys"}``.
 With a ``stage_dir`` (the cascade), ``seg`` has a second channel: the first stage's label
@@ -207,10 +205,6 @@ class SegmentSampler(CaseSampler):
         box: Patch shape (Z, Y, X): the box holding every pathway's input.
         output_offset: Where the output segment starts inside the box.
         output_shape: Training output segment (Z, Y, X); only its labels are returned.
-        foreground_fraction: Share of segments centred on foreground (None: every class
-            present, background included, equally often).
-        class_weights: Foreground label -> sampling weight among the foreground classes
-            (renormalised per case; missing: equal).
     """
 
     def __init__(
@@ -222,33 +216,16 @@ class SegmentSampler(CaseSampler):
         output_offset: Sequence[int],
         output_shape: Sequence[int],
         spatial: SpatialParams | None = None,
-        foreground_fraction: float | None = None,
-        class_weights: Mapping[int, float] | None = None,
     ) -> None:
         seg_box = (tuple(int(v) for v in output_offset), tuple(int(v) for v in output_shape))
         super().__init__(folder, case_ids, batch_size, box, spatial, seg_box)
         self.output_shape = seg_box[1]
         self.output_offset = seg_box[0]
-        self.foreground_fraction = foreground_fraction
-        self.class_weights = {int(k): float(v) for k, v in (class_weights or {}).items()}
-
-    def _centre_class(self, case: PreprocessedCase) -> int | None:
-        present = _present(case, foreground_only=False)
-        if not present:
-            return None
-        if self.foreground_fraction is None:
-            return present[np.random.randint(len(present))]
-        foreground = [v for v in present if v != 0]
-        if not foreground or (0 in present and np.random.rand() >= self.foreground_fraction):
-            return 0 if 0 in present else foreground[np.random.randint(len(foreground))]
-        raw = np.array([self.class_weights.get(v, 1.0) for v in foreground])
-        weights = raw / raw.sum() if raw.sum() > 0 else None
-        return foreground[np.random.choice(len(foreground), p=weights)]
 
     def patch_start(self, case: PreprocessedCase, sample: int) -> tuple[int, ...]:
-        label = self._centre_class(case)
-        if label is not None:
-            centre = _random_voxel(case.locations[label])
+        present = _present(case, foreground_only=False)
+        if present:
+            centre = _random_voxel(case.locations[present[np.random.randint(len(present))]])
         else:  # no locations at all: anywhere in the image
             centre = np.array([np.random.randint(n) for n in case.image.shape[1:]])
         return tuple(

@@ -172,7 +172,6 @@ def test_trainer_heuristics_are_planned_per_family() -> None:
     assert {"unet3d", "unet2d"} <= {c.name for c in unets}
     assert all(c.loss == "generalized_dice_ce" for c in unets)
     assert plans.configurations["deepmedic"].loss == "dice_ce"
-    assert plans.configurations["deepmedic"].foreground_oversample == 0.5  # fore/background
     defaults = plan_dataset(_fingerprint((5.0, 0.7, 0.7), (24, 320, 320)), PlannerHeuristics(), CPU)
     for name, config in plans.configurations.items():
         weak, full = config.augmentation, defaults.configurations[name].augmentation
