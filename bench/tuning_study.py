@@ -46,7 +46,8 @@ RESULTS = REPO / "bench" / "results" / "tuning_hippocampus"
 STUDY = "hippocampus_cpu"
 FOLDS = 5
 TRANSFER_FOLDS = 3
-# every training of the study and of the evaluation: one thread, in-process loading
+# epoch length of every training in the study and the evaluation (each also runs on one
+# thread with in-process loading: --threads 1 and -np 0 / --loader-workers 0)
 TRAINING = ["--iters-per-epoch", "50", "--val-iters", "10"]
 
 

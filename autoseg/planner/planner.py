@@ -87,11 +87,11 @@ def class_sampling_weights(fractions: Mapping[int, float], power: float) -> dict
 
 def _augmentation(spacing: Spacing3, heuristics: PlannerHeuristics) -> AugmentationPlan:
     axis = coarse_axis(spacing, heuristics.anisotropy_threshold)
-    if axis is None:
-        return AugmentationPlan().scaled(heuristics.augmentation_strength)
-    degrees = [0.0, 0.0, 0.0]
-    degrees[axis] = 180.0  # rotate freely within the fine plane, never across thick slices
-    plan = AugmentationPlan(rotation_degrees=tuple(degrees), rotate_in_plane_only=True)  # type: ignore[arg-type]
+    plan = AugmentationPlan()
+    if axis is not None:
+        degrees = [0.0, 0.0, 0.0]
+        degrees[axis] = 180.0  # rotate freely within the fine plane, never across thick slices
+        plan = AugmentationPlan(rotation_degrees=tuple(degrees), rotate_in_plane_only=True)  # type: ignore[arg-type]
     return plan.scaled(heuristics.augmentation_strength)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autoseg.planner.heuristics import OPTIMIZERS, PlannerHeuristics
+from autoseg.planner.heuristics import LOSSES, OPTIMIZERS, PlannerHeuristics
 
 __all__ = [
     "SEARCH_SPACE",
@@ -55,7 +55,7 @@ UNETS = ("unet3d", "unet2d", "unet3d_lowres", "unet3d_cascade")
 UNETS_3D = ("unet3d", "unet3d_lowres", "unet3d_cascade")
 LOWRES = ("unet3d_lowres", "unet3d_cascade")
 DEEPMEDIC = ("deepmedic",)
-_LOSSES = ("dice_ce", "generalized_dice_ce", "ce")  # plain Dice is left out: unstable alone
+_LOSSES = tuple(v for v in LOSSES if v != "dice")  # plain Dice is left out: unstable alone
 
 SEARCH_SPACE: tuple[ParamSpec, ...] = (
     ParamSpec("spacing_percentile", "float", 30.0, 70.0),

@@ -12,9 +12,8 @@ input, with the same random draws for all pathways of a sample
 (:class:`~autoseg.trainers.augmentation.PerPathway`).
 The loss is computed on the output segment only: the plan's (Dice + CE by default, the Dice
 statistics summed over the batch, the segments being small; cross-entropy for plans that
-name no loss); for
-region-based training binary cross-entropy + Dice per region (one sigmoid output each), and
-ignore-label voxels take no part in any term.
+name no loss); for region-based training binary cross-entropy + Dice per region (one sigmoid
+output each), and ignore-label voxels take no part in any term.
 
 Defaults: Nesterov momentum 0.9 when the plan's optimiser is SGD (the plan chooses
 optimiser, learning rate and loss; nnU-Net's U-Net momentum is 0.99). DeepMedic trains a

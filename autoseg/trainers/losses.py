@@ -29,15 +29,12 @@ from autoseg.planner.heuristics import LOSSES
 from autoseg.strict import choice_error
 
 __all__ = [
-    "LOSS_KINDS",
     "DeepSupervisionLoss",
     "SegmentationLoss",
     "deep_supervision_weights",
     "default_loss",
     "region_targets",
 ]
-
-LOSS_KINDS = LOSSES
 
 
 @dataclass(frozen=True)
@@ -65,8 +62,8 @@ class SegmentationLoss:
     ignore_label: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in LOSS_KINDS:
-            raise choice_error("loss", self.kind, LOSS_KINDS)
+        if self.kind not in LOSSES:
+            raise choice_error("loss", self.kind, LOSSES)
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The scalar loss (float32) of ``logits`` against integer ``target``."""

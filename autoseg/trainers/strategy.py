@@ -33,7 +33,7 @@ class FamilyDefaults:
 
     Attributes:
         momentum: SGD momentum.
-        loss: Loss kind (see :data:`autoseg.trainers.losses.LOSS_KINDS`).
+        loss: Loss kind (see :data:`autoseg.planner.heuristics.LOSSES`).
         channels_last_on_cpu: Train in the channels-last-3d memory format on a CPU.
         region_loss: Loss kind of region-based training (binary cross-entropy + Dice per
             region, as nnU-Net trains regions).
