@@ -4,12 +4,15 @@ Plans a dataset (default: the real Hippocampus dev set, read in place) for this 
 CPU, trains every fold of every planned configuration (``--configs``, default: all planned)
 with ``autoseg train --time-budget`` per fold, and runs ``autoseg find-best``, whose
 candidate table (every configuration and every ensemble, with bootstrap CIs) is the result.
-``autoseg train`` skips folds that are finished, so a run stopped part way resumes where
-it stopped when started again with the same options. Prints each command, the load
-average before each fold, and at the end a table of the folds' seconds and CV means.
+Resumable: a workspace that is planned already is not planned again, and the folds are
+trained with ``--resume``, so finished folds are skipped and a fold stopped part way (a
+killed session) continues from its last epoch within its own budget. Prints each command
+and the load average before each fold; after each fold, its Dice and seconds go to
+OUT/folds.json (to commit as they come); at the end, a table of the CV means.
 
     python bench/find_best_cv.py --out /tmp/find_best --minutes 2
     python bench/find_best_cv.py --out /tmp/fb --configs unet3d unet2d --minutes 5
+    python bench/find_best_cv.py --out /work/cv60 --configs unet3d deepmedic --minutes 60
 
 No assertions: a benchmark prints what it measures.
 """
@@ -42,7 +45,10 @@ def _run(argv: list[str]) -> float:
 def run(args: argparse.Namespace) -> None:
     """Plan, train every fold of every configuration, find-best, print the summary."""
     work = args.out / "work"
-    _run(["plan", str(args.dataset), "--work", str(work), "--device", "cpu"])
+    if (work / "plans.json").is_file():
+        print(f"resuming: {work} is planned already", flush=True)
+    else:
+        _run(["plan", str(args.dataset), "--work", str(work), "--device", "cpu"])
     plans = json.loads((work / "plans.json").read_text())
     planned = list(plans["configurations"])
     configs = [c for c in (args.configs or planned) if c in planned]
@@ -52,8 +58,10 @@ def run(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         for fold in range(5):
             argv = ["train", "--work", str(work), "--config", config, f"fold={fold}"]
-            argv += ["--time-budget", f"{args.minutes:g}m", "--seed", str(args.seed)]
+            argv += ["--time-budget", f"{args.minutes:g}m", "--seed", str(args.seed), "--resume"]
+            load = os.getloadavg()[0]
             _run(argv)
+            _record_fold(args.out / "folds.json", work, config, fold, load)
         seconds[config] = time.perf_counter() - start
     _run(["find-best", "--work", str(work), "--configs", *configs])
     print("\n| configuration | 5 folds, wall (s) | CV foreground Dice |")
@@ -65,6 +73,27 @@ def run(args: argparse.Namespace) -> None:
     best = json.loads((work / "best.json").read_text())
     top = best["candidates"][0]
     print(f"\nfind-best chose {' + '.join(top['configs'])}: {top['score']:.4f}", flush=True)
+
+
+def _record_fold(path: Path, work: Path, config: str, fold: int, load: float) -> None:
+    """Add (or refresh) the fold's Dice and seconds in ``path`` and print them."""
+    fold_dir = work / "results" / config / f"fold_{fold}"
+    summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
+    recorded = json.loads((fold_dir / "train_config.json").read_text())
+    row = {
+        "config": config,
+        "fold": fold,
+        "dice": summary["foreground_mean"]["dice"],
+        "per_label": {t["name"]: t["mean"]["dice"] for t in summary["targets"].values()},
+        "seconds": recorded["seconds"],
+        "epochs": recorded["epochs"]["total"],
+        "load_at_start": round(load, 2),
+        "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    rows = [r for r in rows if (r["config"], r["fold"]) != (config, fold)] + [row]
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"{config} fold {fold}: Dice {row['dice']:.4f}, {row['seconds']}", flush=True)
 
 
 def main_cli() -> None:

@@ -3,13 +3,16 @@
 Plans a dataset (default: the real Hippocampus dev set, read in place), then trains fold 0 of
 a configuration with ``autoseg train --time-budget T`` twice per budget: on a quiet machine,
 and with a CPU hog (one busy process per core) started at 30 % and stopped at 60 % of the
-budget. For each run it prints the fold's own account (``train_config.json``: training,
+budget (``--hog-window``: a burst at 5-15 % falls on the final validation's probe, after the
+first epoch). For each run it prints the fold's own account (``train_config.json``: training,
 final validation and total seconds), the whole command's wall time, the ratio to T (the
 promise: 0.95-1.02), the epochs run and their length, and the last learning rate (the schedule
 must reach ~0 however much the hog took). Results also go to OUT/results.json.
 
     python bench/time_budget.py --out /tmp/budget                      # 5 and 10 minutes
     python bench/time_budget.py --out /tmp/budget --budgets 2m --configs deepmedic
+    python bench/time_budget.py --out /tmp/b --budgets 3m --hog-window 0.05 0.15 --no-quiet \
+        --heuristics small.json --threads 1 -np 0
 
 No assertions: a benchmark prints what it measures.
 """
@@ -64,10 +67,12 @@ def _autoseg(*args: str) -> list[str]:
     return [sys.executable, "-m", "autoseg", *args]
 
 
-def _run(work: Path, config: str, budget: float, hog: bool, extra: list[str]) -> dict[str, Any]:
+def _run(
+    work: Path, config: str, budget: float, hog: tuple[float, float] | None, extra: list[str]
+) -> dict[str, Any]:
     command = _autoseg("train", "--work", str(work), "--config", config, "fold=0")
     command += ["--time-budget", f"{budget:g}s", "--overwrite", *extra]
-    timer = _hog(0.3 * budget, 0.6 * budget) if hog else None
+    timer = _hog(hog[0] * budget, hog[1] * budget) if hog else None
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -100,23 +105,36 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", default=["5m", "10m"])
     parser.add_argument("--configs", nargs="+", default=["unet3d"])
     parser.add_argument("--no-quiet", action="store_true", help="only the runs with a hog")
+    parser.add_argument(
+        "--hog-window", nargs=2, type=float, default=[0.3, 0.6], metavar=("START", "STOP"),
+        help="when the hog runs, as fractions of the budget (default: 0.3 0.6)",
+    )  # fmt: skip
+    parser.add_argument("--heuristics", type=Path, help="planner heuristics for the plan")
     args, extra = parser.parse_known_args()
     sys.path.insert(0, str(REPO))
     from autoseg.durations import parse_duration
 
     work = args.out / "work"
-    subprocess.run(_autoseg("-q", "plan", str(args.dataset), "--work", str(work)), check=True)
+    plan = _autoseg("-q", "plan", str(args.dataset), "--work", str(work))
+    if args.heuristics is not None:
+        plan += ["--heuristics", str(args.heuristics)]
+    subprocess.run(plan, check=True)
     rows = []
     print(f"load average at start: {os.getloadavg()}")
     for config in args.configs:
         for text in args.budgets:
             budget = parse_duration(text)
-            for hog in (False, True) if not args.no_quiet else (True,):
+            window = (args.hog_window[0], args.hog_window[1])
+            for hog in (None, window) if not args.no_quiet else (window,):
                 row = {"config": config, **_run(work, config, budget, hog, extra)}
                 row["load_after"] = os.getloadavg()[0]
                 rows.append(row)
                 (args.out / "results.json").write_text(json.dumps(rows, indent=1))
                 _print_row(row)
+
+
+def _window(hog: Any) -> str:
+    return f"{hog[0]:g}-{hog[1]:g} T" if hog else "none"
 
 
 def _print_row(row: dict[str, Any]) -> None:
@@ -125,7 +143,7 @@ def _print_row(row: dict[str, Any]) -> None:
         return
     s, budget = row["seconds"], row["budget"]
     print(
-        f"{row['config']:9} T={budget:5.0f} s hog={'yes' if row['hog'] else 'no ':3} "
+        f"{row['config']:9} T={budget:5.0f} s hog={_window(row['hog']):9} "
         f"train {s['training']:6.1f} + validation {s['validation']:5.1f} = {s['total']:6.1f} s "
         f"({s['total'] / budget:.3f} T); command {row['wall']:6.1f} s "
         f"({row['wall'] / budget:.3f} T); {row['epochs']} epochs; lr {row['first_lr']:.2e} -> "

@@ -77,7 +77,7 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--optimizer", choices=OPTIMIZERS, default=None,
-        help="default: the plan's (SGD on a GPU; on a CPU Adam for the U-Net)",
+        help="default: the plan's (SGD on a GPU; Adam on a CPU)",
     )  # fmt: skip
     g.add_argument("--lr", type=positive_float, metavar="LR", help="initial learning rate")
     g.add_argument("--momentum", type=_momentum, metavar="M", help="SGD (Nesterov) momentum")
@@ -92,7 +92,7 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
         metavar="NORM",
         help="0 = off (default: 12)",
     )
-    g.add_argument("--loss", choices=LOSSES, help="default: dice_ce (U-Net), ce (DeepMedic)")
+    g.add_argument("--loss", choices=LOSSES, help="default: the plan's (Dice + CE)")
     g.add_argument(
         "--early-stopping",
         type=positive_int,

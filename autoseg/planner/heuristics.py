@@ -17,7 +17,7 @@ from typing import Any
 from autoseg.errors import ConfigError
 from autoseg.strict import choice_error, did_you_mean, load_json
 
-__all__ = ["LOSSES", "OPTIMIZERS", "PlannerHeuristics", "load_heuristics"]
+__all__ = ["LOSSES", "OPTIMIZERS", "RECORDED_BEFORE", "PlannerHeuristics", "load_heuristics"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 """Optimisers a plan (and ``autoseg train --optimizer``) may name."""
@@ -241,6 +241,15 @@ class PlannerHeuristics:
         if self.deepmedic_min_train_output > self.deepmedic_max_train_output:
             raise ConfigError("deepmedic_min_train_output must be <= deepmedic_max_train_output")
 
+    @classmethod
+    def from_record(cls, data: Any) -> PlannerHeuristics:
+        """The heuristics a plans.json records: strict, except that the heuristics added
+        since that plans schema may be absent; they take :data:`RECORDED_BEFORE`, the values
+        such plans were made and trained with."""
+        if isinstance(data, dict):
+            data = {**RECORDED_BEFORE, **data}
+        return cls.from_dict(data)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (tuples become lists)."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -267,6 +276,15 @@ class PlannerHeuristics:
             k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
         }
         return cls(**values)
+
+
+RECORDED_BEFORE: dict[str, Any] = {
+    "unet_loss": "dice_ce",
+    "deepmedic_loss": "ce",
+    "augmentation_strength": 1.0,
+}
+"""Heuristics added after plans schema 3, with what plans made before them did (DeepMedic
+trained with cross-entropy, augmentation at its full probabilities)."""
 
 
 def load_heuristics(path: Path | str | None) -> PlannerHeuristics:

@@ -175,7 +175,8 @@ class ConfigurationPlan:
     @classmethod
     def from_dict(cls, data: Any) -> ConfigurationPlan:
         if isinstance(data, dict):
-            data = {"previous_stage": None, "loss": None, **data}
+            # older plans of this schema: no stage, the family's loss, per-sample Dice
+            data = {"previous_stage": None, "loss": None, "batch_dice": False, **data}
         _strict_keys(cls, data, "configuration")
         try:
             network = network_config_from_dict(data["network"])
@@ -389,7 +390,7 @@ class Plans:
         data = {**optional, **data} if isinstance(data, dict) else data
         _strict_keys(cls, data, "plans")
         try:
-            heuristics = PlannerHeuristics.from_dict(data["heuristics"])
+            heuristics = PlannerHeuristics.from_record(data["heuristics"])
             normalization = tuple(ChannelNormalization.from_dict(n) for n in data["normalization"])
             decisions = decisions_from_dict(data["decisions"])
         except (ConfigError, TypeError, ValueError) as err:

@@ -57,9 +57,11 @@ class BudgetTracker:
 
     Attributes:
         probe: Validates one case and returns its seconds (None: no final validation).
-        probe_case_seconds: What the probe measured, and ``probe_voxels`` the output voxels
-            of that case; ``case_voxels`` the same for every validation case.
+        probe_case: The case the probe validates; ``probe_case_seconds`` what it measured,
+            and ``probe_voxels`` the output voxels of that case; ``case_voxels`` the same for
+            every validation case.
         probe_iteration_seconds: The median iteration time when the probe ran.
+        reprobed: Whether the probe has been repeated near the end of training.
         iteration_seconds: Median iteration time of each epoch of this run.
         closings: Validation batches + checkpoint of each epoch of this run; ``saves``, the
             checkpoints (and curves) alone.
@@ -70,10 +72,12 @@ class BudgetTracker:
     """
 
     probe: ValidationProbe | None = None
+    probe_case: str | None = None
     probe_case_seconds: float | None = None
     probe_voxels: int = 0
     case_voxels: dict[str, int] = field(default_factory=dict)
     probe_iteration_seconds: float = math.nan
+    reprobed: bool = False
     iteration_seconds: list[float] = field(default_factory=list)
     closings: list[float] = field(default_factory=list)
     saves: list[float] = field(default_factory=list)

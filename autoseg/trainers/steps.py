@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from autoseg.log import Progress
+from autoseg.log import Progress, get_logger
 from autoseg.precision import autocast_context
 from autoseg.trainers.distributed import share_epoch_plan, share_iteration
 from autoseg.trainers.session import Session
@@ -35,6 +35,8 @@ __all__ = [
     "train_epoch",
     "validate_epoch",
 ]
+
+_log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,16 @@ def _next_iteration(session: Session, done: int, durations: list[float]) -> floa
     progress, stop = share_iteration(session.dist, schedule_progress(session, done), stop)
     if stop:
         state.out_of_time = True
+        budget = session.budget
+        _log.info(
+            "time budget: training stops at %.0f s of %.0f s (next iteration ~%.2f s, epoch end "
+            "~%.1f s, final validation and checkpoint ~%.1f s)",
+            session.elapsed(),
+            state.budget_seconds or 0.0,
+            expected,
+            budget.closing_seconds,
+            budget.reserve_seconds,
+        )
         return None
     return session.schedule.set_progress(progress)
 

@@ -24,7 +24,10 @@ With a budget, time drives everything:
    it (kept in :class:`~autoseg.trainers.session.BudgetTracker`); the other cases are
    scaled from it by the output voxels their tiling covers, and the whole by the machine's
    current speed (the median iteration time now against then). Until then a rough
-   estimate from the validation batches serves.
+   estimate from the validation batches serves. When fewer than :data:`REPROBE_EPOCHS`
+   epochs are left, the case is validated once more and the lower of the two measurements
+   (each against the iteration time of its moment) is kept: a probe slowed by a passing
+   burst of other work, or by one-off costs, would otherwise end training early.
 4. **Epoch length**: epochs are the unit of checkpoints, pseudo-Dice and curves. nnU-Net's
    epoch (250 iterations) takes minutes on a CPU, so after :data:`WARMUP_ITERATIONS`
    iterations of epoch 0 (unless ``--iters-per-epoch`` is given) every epoch is shortened
@@ -60,6 +63,7 @@ __all__ = [
     "DEFAULT_VAL_ITERS",
     "MIN_BUDGET_EPOCHS",
     "MIN_ITERATIONS",
+    "REPROBE_EPOCHS",
     "RESERVE_MARGIN",
     "TRAINING_SHARE",
     "WARMUP_ITERATIONS",
@@ -85,6 +89,8 @@ TRAINING_SHARE = 0.8
 """Share of the remaining budget assumed for training iterations when shortening epochs."""
 RESERVE_MARGIN = 1.05
 """The reserve is the estimated final validation and last checkpoint times this."""
+REPROBE_EPOCHS = 3
+"""With fewer epochs than this left, the probe is repeated once (step 3)."""
 _ROUGH_EXPORT_SECONDS = 0.5
 """Per validation case, before the probe has measured one: resampling, export, metrics."""
 _log = get_logger(__name__)
@@ -204,6 +210,10 @@ def after_epoch(
     budget.reserve_seconds = _reserve(session, seconds_per_voxel)
     remaining = state.budget_seconds - session.elapsed() - budget.reserve_seconds
     epoch_seconds = _epoch_seconds(session)
+    if _reprobe_due(budget, remaining, epoch_seconds):
+        _reprobe_validation(session)
+        budget.reserve_seconds = _reserve(session, seconds_per_voxel)
+        remaining = state.budget_seconds - session.elapsed() - budget.reserve_seconds
     more = max(0, math.floor(remaining / epoch_seconds)) if epoch_seconds > 0 else 0
     if state.out_of_time or remaining <= budget.closing_seconds:
         state.out_of_time, more = True, 0
@@ -258,6 +268,7 @@ def _probe_validation(session: Session) -> None:
         return
     ordered = sorted(budget.case_voxels, key=lambda c: (budget.case_voxels[c], c))
     case_id = ordered[(len(ordered) - 1) // 2]
+    budget.probe_case = case_id
     budget.probe_case_seconds = budget.probe(case_id)
     budget.probe_voxels = budget.case_voxels[case_id]
     budget.probe_iteration_seconds = budget.recent_iteration_seconds()
@@ -268,6 +279,38 @@ def _probe_validation(session: Session) -> None:
         len(budget.case_voxels),
         _probed_seconds(budget, 1.0),
     )
+
+
+def _reprobe_due(budget: BudgetTracker, remaining: float, epoch_seconds: float) -> bool:
+    """Whether to repeat the probe now: once, when fewer than :data:`REPROBE_EPOCHS` epochs
+    of training are left."""
+    if budget.reprobed or budget.probe is None or budget.probe_case is None:
+        return False
+    return math.isfinite(epoch_seconds) and remaining < REPROBE_EPOCHS * epoch_seconds
+
+
+def _reprobe_validation(session: Session) -> None:
+    """Validate the probe's case again and keep the lower of the two measurements, each
+    taken against the median iteration time of its moment (step 3)."""
+    budget = session.budget
+    assert budget.probe is not None and budget.probe_case is not None
+    assert budget.probe_case_seconds is not None
+    budget.reprobed = True
+    seconds = budget.probe(budget.probe_case)
+    now, then = budget.recent_iteration_seconds(), budget.probe_iteration_seconds
+    if math.isfinite(now) and math.isfinite(then) and now > 0 and then > 0:
+        lower = seconds / now < budget.probe_case_seconds / then
+    else:
+        lower = seconds < budget.probe_case_seconds
+    _log.info(
+        "time budget: validating %s again took %.2f s (first %.2f s); keeping the %s",
+        budget.probe_case,
+        seconds,
+        budget.probe_case_seconds,
+        "new measurement" if lower else "first",
+    )
+    if lower:
+        budget.probe_case_seconds, budget.probe_iteration_seconds = seconds, now
 
 
 def _case_voxels(session: Session) -> dict[str, int]:

@@ -199,3 +199,21 @@ def test_plans_without_a_loss_train_with_the_family_default() -> None:
     data["configurations"]["unet3d"]["loss"] = "dcie"
     with pytest.raises(Exception, match="unknown loss 'dcie'"):
         Plans.from_dict(data)
+
+
+def test_plans_from_before_the_newer_heuristics_still_load() -> None:
+    """A workspace planned and trained before the loss, augmentation-strength and batch-Dice
+    rules existed (same plans schema) still predicts: what those plans did is filled in."""
+    plans = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (64, 64, 64)), PlannerHeuristics(), CPU)
+    data = json.loads(json.dumps(plans.to_dict()))
+    for key in ("unet_loss", "deepmedic_loss", "augmentation_strength"):
+        del data["heuristics"][key]
+    for config in data["configurations"].values():
+        del config["loss"], config["batch_dice"]
+    again = Plans.from_dict(data)
+    assert again.heuristics.deepmedic_loss == "ce"  # what DeepMedic trained with then
+    assert again.heuristics.augmentation_strength == 1.0
+    assert not any(c.batch_dice for c in again.configurations.values())
+    del data["heuristics"]["unet_lr"]  # a heuristic that plans of this schema always had
+    with pytest.raises(Exception, match="missing keys: unet_lr"):
+        Plans.from_dict(data)

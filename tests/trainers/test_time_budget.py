@@ -162,11 +162,13 @@ def test_out_of_time_keeps_room_for_the_epoch_end_and_the_reserve(tmp_path) -> N
 
 def test_the_probe_measures_one_case_and_the_reserve_follows_the_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
     probed: list[str] = []
+    slowdown = [1.0]
 
     def probe(case_id: str) -> float:
         probed.append(case_id)
-        session.clock.now += 3.0  # validating the small case takes 3 s
-        return 3.0
+        seconds = 3.0 * slowdown[0]  # validating the small case takes 3 s on a quiet machine
+        session.clock.now += seconds
+        return seconds
 
     session = _budget_session(tmp_path, 600.0, probe=probe)
     session.state.epoch, session.clock.now = 1, 10.0
@@ -184,12 +186,41 @@ def test_the_probe_measures_one_case_and_the_reserve_follows_the_load(tmp_path) 
     for epoch in (2, 3, 4):  # the machine gets twice as slow
         session.state.epoch = epoch
         after_epoch(session, iteration_seconds=0.2, **speeds)  # type: ignore[arg-type]
-    assert probed == ["small"]  # measured once
+    assert probed == ["small"]  # measured once while many epochs are left
     assert session.budget.reserve_seconds == pytest.approx((14.0 + 0.5) * RESERVE_MARGIN)
-    session.clock.now = 600.0 - session.budget.reserve_seconds - 1.0
+    slowdown[0] = 2.0  # validation is twice as slow too: the measurements agree
+    session.clock.now = 600.0 - session.budget.reserve_seconds - 7.0
     after_epoch(session, iteration_seconds=0.2, **speeds)  # type: ignore[arg-type]
+    assert probed == ["small", "small"]  # near the end, measured again (6 s)
+    assert session.budget.reserve_seconds == pytest.approx((14.0 + 0.5) * RESERVE_MARGIN)
     assert session.state.out_of_time and session.state.finished
     assert session.state.total_epochs == session.state.epoch
+
+
+def test_a_probe_slowed_by_a_burst_is_measured_again_near_the_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    durations = [12.0, 3.0]  # a burst of other work during the first probe, then quiet
+
+    def probe(case_id: str) -> float:
+        seconds = durations.pop(0)
+        session.clock.now += seconds
+        return seconds
+
+    session = _budget_session(tmp_path, 600.0, probe=probe)
+    speeds = {"validation_seconds": 1.0, "seconds_per_voxel": 1e9}
+    session.state.epoch, session.clock.now = 1, 10.0
+    after_epoch(session, iteration_seconds=0.1, **speeds)  # type: ignore[arg-type]
+    inflated = session.budget.reserve_seconds
+    assert inflated == pytest.approx((28.0 + 0.5) * RESERVE_MARGIN)  # 12 s for 30 of 70 voxels
+    # with under two epochs (11.6 s each) of training left, the case is validated again
+    session.state.epoch, session.clock.now = 40, 600.0 - inflated - 20.0
+    after_epoch(session, iteration_seconds=0.1, **speeds)  # type: ignore[arg-type]
+    assert durations == []
+    assert session.budget.reserve_seconds == pytest.approx((7.0 + 0.5) * RESERVE_MARGIN)
+    assert not session.state.out_of_time  # the 22 s given back (less the 3 s probe) train
+    assert session.state.total_epochs > session.state.epoch
+    session.state.epoch += 1
+    after_epoch(session, iteration_seconds=0.1, **speeds)  # type: ignore[arg-type]
+    assert durations == []  # once only (another probe would have failed: nothing to pop)
 
 
 def test_the_probe_takes_the_median_sized_case(tmp_path) -> None:  # type: ignore[no-untyped-def]
