@@ -78,13 +78,13 @@ def run(args: argparse.Namespace) -> None:
 def _record_fold(path: Path, work: Path, config: str, fold: int, load: float) -> None:
     """Add (or refresh) the fold's Dice and seconds in ``path`` and print them."""
     fold_dir = work / "results" / config / f"fold_{fold}"
-    summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
+    summary = json.loads((fold_dir / "validation" / "summary.json").read_text())["summary"]
     recorded = json.loads((fold_dir / "train_config.json").read_text())
     row = {
         "config": config,
         "fold": fold,
         "dice": summary["foreground_mean"]["dice"],
-        "per_label": {t["name"]: t["mean"]["dice"] for t in summary["targets"].values()},
+        "per_label": {name: t["mean"]["dice"] for name, t in summary["targets"].items()},
         "seconds": recorded["seconds"],
         "epochs": recorded["epochs"]["total"],
         "load_at_start": round(load, 2),
