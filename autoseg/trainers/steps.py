@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
-from autoseg.log import Progress, get_logger
+from autoseg.log import Progress
 from autoseg.precision import autocast_context
 from autoseg.trainers.distributed import share_epoch_plan, share_iteration
 from autoseg.trainers.session import Session
 from autoseg.trainers.strategy import confusion_counts
 from autoseg.trainers.time_budget import (
     WARMUP_ITERATIONS,
+    log_stop,
     out_of_time,
     schedule_progress,
     shorten_epochs,
@@ -35,8 +36,6 @@ __all__ = [
     "train_epoch",
     "validate_epoch",
 ]
-
-_log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,16 +123,7 @@ def _next_iteration(session: Session, done: int, durations: list[float]) -> floa
     progress, stop = share_iteration(session.dist, schedule_progress(session, done), stop)
     if stop:
         state.out_of_time = True
-        budget = session.budget
-        _log.info(
-            "time budget: training stops at %.0f s of %.0f s (next iteration ~%.2f s, epoch end "
-            "~%.1f s, final validation and checkpoint ~%.1f s)",
-            session.elapsed(),
-            state.budget_seconds or 0.0,
-            expected,
-            budget.closing_seconds,
-            budget.reserve_seconds,
-        )
+        log_stop(session, expected)
         return None
     return session.schedule.set_progress(progress)
 

@@ -69,6 +69,7 @@ __all__ = [
     "WARMUP_ITERATIONS",
     "after_epoch",
     "initial_state",
+    "log_stop",
     "out_of_time",
     "schedule_progress",
     "shorten_epochs",
@@ -188,6 +189,20 @@ def out_of_time(session: Session, iteration_seconds: float) -> bool:
     return session.elapsed() + needed > state.budget_seconds
 
 
+def log_stop(session: Session, iteration_seconds: float) -> None:
+    """Say, when the budget stops training, what it kept back (rule 2)."""
+    state, budget = session.state, session.budget
+    _log.info(
+        "time budget: training stops at %.0f s of %.0f s (next iteration ~%.2f s, epoch end "
+        "~%.1f s, final validation and checkpoint ~%.1f s)",
+        session.elapsed(),
+        state.budget_seconds or 0.0,
+        iteration_seconds,
+        budget.closing_seconds,
+        budget.reserve_seconds,
+    )
+
+
 def after_epoch(
     session: Session,
     *,
@@ -298,10 +313,7 @@ def _reprobe_validation(session: Session) -> None:
     budget.reprobed = True
     seconds = budget.probe(budget.probe_case)
     now, then = budget.recent_iteration_seconds(), budget.probe_iteration_seconds
-    if math.isfinite(now) and math.isfinite(then) and now > 0 and then > 0:
-        lower = seconds / now < budget.probe_case_seconds / then
-    else:
-        lower = seconds < budget.probe_case_seconds
+    lower = seconds * then < budget.probe_case_seconds * now  # seconds per iteration-time
     _log.info(
         "time budget: validating %s again took %.2f s (first %.2f s); keeping the %s",
         budget.probe_case,
