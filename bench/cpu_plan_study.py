@@ -13,6 +13,9 @@ re-run skips the variants already there (resumable), and ``--only NAME`` runs so
     python bench/cpu_plan_study.py --out bench/results/cpu_plan_study --cpu-minutes 20
     python bench/cpu_plan_study.py --out ... --only unet_adam_025 unet_sgd_025
 
+Two variants side by side: give each its own OUT holding the same ``cpu_speed.json`` (one
+measurement, so both plan alike); the split is the same seeded 5-fold split.
+
 No assertions: a benchmark prints what it measures.
 """
 
@@ -48,6 +51,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
          "cpu_deepmedic_lr": 1e-3},
         ["--loss", "dice_ce"],
     ),
+    # The mirror rule (planner.md#mirror-axes) against mirroring every axis, CPU defaults.
+    "unet_mirror_rule": ("unet3d", {}, []),
+    "unet_mirror_all": ("unet3d", {"mirror_order_min_cases": 1_000_000_000}, []),
+    "deepmedic_mirror_rule": ("deepmedic", {}, []),
+    "deepmedic_mirror_all": ("deepmedic", {"mirror_order_min_cases": 1_000_000_000}, []),
 }  # fmt: skip
 
 
@@ -108,6 +116,7 @@ def run_variant(name: str, dataset: Path, out: Path, cpu_minutes: float) -> dict
         "precision": plan_entry["precision"],
         "optimizer": plan_entry["optimizer"],
         "lr": plan_entry["lr"],
+        "mirror_axes": plan_entry["augmentation"]["mirror_axes"],
         "iterations": epochs * ITERATIONS_PER_EPOCH,
         "estimated_iteration_cpu_seconds": per_iteration,
         "cpu_seconds": cpu,

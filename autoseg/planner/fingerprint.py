@@ -31,7 +31,8 @@ __all__ = [
     "fingerprint_case",
 ]
 
-FINGERPRINT_SCHEMA_VERSION = 1
+FINGERPRINT_SCHEMA_VERSION = 2
+"""2: per-class centroids (``CaseFingerprint.class_centroids``)."""
 SAMPLES_PER_CASE = 10_000
 """Foreground voxels sampled per case and channel for intensity statistics."""
 MAX_COMPONENTS_RECORDED = 20
@@ -82,6 +83,8 @@ class CaseFingerprint:
         component_sizes: Label value -> sizes (voxels) of its largest connected components
             (26-connectivity), largest first, at most ``MAX_COMPONENTS_RECORDED``.
         num_components: Label value -> number of connected components.
+        class_centroids: Label value -> centre of mass (mm from the crop box's first corner,
+            Z/Y/X, in the array's own orientation) of each foreground class present.
     """
 
     case_id: str
@@ -92,6 +95,7 @@ class CaseFingerprint:
     voxels_per_class: Mapping[int, int]
     component_sizes: Mapping[int, tuple[int, ...]]
     num_components: Mapping[int, int]
+    class_centroids: Mapping[int, tuple[float, float, float]] = field(default_factory=FrozenDict)
 
     @property
     def classes_present(self) -> tuple[int, ...]:
@@ -166,6 +170,8 @@ def fingerprint_case(case: Case, dataset: Dataset) -> tuple[CaseFingerprint, np.
     counts = np.bincount(label.ravel().astype(np.int64), minlength=max(dataset.label_values) + 1)
     sizes: dict[int, tuple[int, ...]] = {}
     numbers: dict[int, int] = {}
+    centroids: dict[int, tuple[float, float, float]] = {}
+    spacing = np.asarray(arrays.geometry.spacing, dtype=np.float64)
     structure = np.ones((3, 3, 3), dtype=bool)
     for value in dataset.foreground_labels:
         if value >= counts.size or counts[value] == 0:
@@ -175,6 +181,8 @@ def fingerprint_case(case: Case, dataset: Dataset) -> tuple[CaseFingerprint, np.
         component_voxels = np.sort(np.bincount(components.ravel())[1:])[::-1]
         sizes[value] = tuple(int(v) for v in component_voxels[:MAX_COMPONENTS_RECORDED])
         numbers[value] = int(n)
+        centre = np.asarray(ndimage.center_of_mass(components > 0)) * spacing
+        centroids[value] = (float(centre[0]), float(centre[1]), float(centre[2]))
     fingerprint = CaseFingerprint(
         case_id=case.case_id,
         spacing=arrays.geometry.spacing,
@@ -186,6 +194,7 @@ def fingerprint_case(case: Case, dataset: Dataset) -> tuple[CaseFingerprint, np.
         ),
         component_sizes=FrozenDict(sizes),
         num_components=FrozenDict(numbers),
+        class_centroids=FrozenDict(centroids),
     )
     return fingerprint, samples
 

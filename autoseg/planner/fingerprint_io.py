@@ -35,6 +35,7 @@ def _case_to_dict(case: CaseFingerprint) -> dict[str, Any]:
         "classes_present": list(case.classes_present),
         "component_sizes": {str(k): list(v) for k, v in case.component_sizes.items()},
         "num_components": {str(k): v for k, v in case.num_components.items()},
+        "class_centroids": {str(k): list(v) for k, v in case.class_centroids.items()},
     }
 
 
@@ -48,6 +49,7 @@ def _case_from_dict(data: dict[str, Any]) -> CaseFingerprint:
         voxels_per_class=_int_keys(data["voxels_per_class"], int),
         component_sizes=_int_keys(data["component_sizes"], lambda v: tuple(int(x) for x in v)),
         num_components=_int_keys(data["num_components"], int),
+        class_centroids=_int_keys(data["class_centroids"], lambda v: tuple(float(x) for x in v)),
     )
 
 

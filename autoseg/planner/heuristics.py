@@ -102,6 +102,11 @@ class PlannerHeuristics:
         augmentation_strength: Multiplies the probability of every spatial and intensity
             augmentation (capped at 1; mirroring is unchanged): below 1 for short runs that
             cannot learn through strong augmentation, above 1 for long ones.
+        mirror_order_fraction / mirror_order_min_cases: An axis is not mirrored (in training
+            nor at test time) when two classes lie in the same order along it in at least
+            this fraction of the cases that hold both, and in at least this many cases: a
+            mirrored image would show a layout no case has, such as a left organ on the
+            right (:mod:`autoseg.planner.mirroring`).
 
     Class balance:
         class_weight_power: Sampling weight of a class is proportional to its voxel frequency
@@ -168,6 +173,8 @@ class PlannerHeuristics:
     deepmedic_loss: str = "dice_ce"
 
     augmentation_strength: float = 1.0
+    mirror_order_fraction: float = 0.95
+    mirror_order_min_cases: int = 10
 
     class_weight_power: float = 0.5
 
@@ -219,6 +226,10 @@ class PlannerHeuristics:
                 raise ConfigError(
                     f"heuristic {name} must be in [0, 100], got {getattr(self, name)}"
                 )
+        if not 0.5 < self.mirror_order_fraction <= 1:
+            raise ConfigError(
+                f"mirror_order_fraction must be in (0.5, 1], got {self.mirror_order_fraction}"
+            )
         if not 0 <= self.class_weight_power <= 1:
             raise ConfigError(
                 f"class_weight_power must be in [0, 1], got {self.class_weight_power}"
@@ -282,9 +293,12 @@ RECORDED_BEFORE: dict[str, Any] = {
     "unet_loss": "dice_ce",
     "deepmedic_loss": "ce",
     "augmentation_strength": 1.0,
+    "mirror_order_fraction": 1.0,
+    "mirror_order_min_cases": 1_000_000_000,
 }
 """Heuristics added after plans schema 3, with what plans made before them did (DeepMedic
-trained with cross-entropy, augmentation at its full probabilities)."""
+trained with cross-entropy, augmentation at its full probabilities, every axis mirrored:
+no dataset has a billion cases)."""
 
 
 def load_heuristics(path: Path | str | None) -> PlannerHeuristics:

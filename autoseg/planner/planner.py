@@ -26,6 +26,7 @@ from autoseg.planner.fitting import (
     training_for,
 )
 from autoseg.planner.heuristics import PlannerHeuristics
+from autoseg.planner.mirroring import ClassOrder, class_orders, mirror_axes_for
 from autoseg.planner.plans import AugmentationPlan, ConfigurationPlan, HardwareTarget, Plans
 from autoseg.planner.spacing import coarse_axis, target_spacing
 from autoseg.planner.unet_plans import (
@@ -85,13 +86,19 @@ def class_sampling_weights(fractions: Mapping[int, float], power: float) -> dict
     return {v: (w / total if total > 0 else 0.0) for v, w in raw.items()}
 
 
-def _augmentation(spacing: Spacing3, heuristics: PlannerHeuristics) -> AugmentationPlan:
+def _augmentation(
+    spacing: Spacing3, heuristics: PlannerHeuristics, orders: list[ClassOrder]
+) -> AugmentationPlan:
     axis = coarse_axis(spacing, heuristics.anisotropy_threshold)
-    plan = AugmentationPlan()
+    plan = AugmentationPlan(mirror_axes=mirror_axes_for((0, 1, 2), orders))
     if axis is not None:
         degrees = [0.0, 0.0, 0.0]
         degrees[axis] = 180.0  # rotate freely within the fine plane, never across thick slices
-        plan = AugmentationPlan(rotation_degrees=tuple(degrees), rotate_in_plane_only=True)  # type: ignore[arg-type]
+        plan = dataclasses.replace(
+            plan,
+            rotation_degrees=tuple(degrees),  # type: ignore[arg-type]
+            rotate_in_plane_only=True,
+        )
     return plan.scaled(heuristics.augmentation_strength)
 
 
@@ -139,6 +146,8 @@ def plan_dataset(
     sizes = np.asarray(fingerprint.shapes_after_crop) * np.asarray(fingerprint.spacings) / spacing
     median_shape: Shape3 = tuple(round(v) for v in np.median(sizes, axis=0))  # type: ignore[assignment]
     normalization = normalization_for(fingerprint, heuristics, use_roi)
+    ignored = () if ignore_label is None else (ignore_label,)
+    orders = class_orders(fingerprint.cases, heuristics, ignore=ignored)
     classes = {v: f for v, f in fingerprint.class_voxel_fraction.items() if v != ignore_label}
     num_classes = max(v for v in fingerprint.labels.values() if v != ignore_label) + 1
     if regions_class_order is not None:
@@ -149,7 +158,7 @@ def plan_dataset(
         return dict(
             data_identifier=identifier,
             target_spacing=at,
-            augmentation=_augmentation(at, heuristics),
+            augmentation=_augmentation(at, heuristics, orders),
         )
 
     unets = PlanningInput(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from autoseg.planner.mirroring import AXIS_NAMES
+
 if TYPE_CHECKING:
     from autoseg.planner.workflow import PlanReport
 
@@ -12,6 +14,20 @@ __all__ = ["format_plan_summary"]
 
 def _gb(value: int) -> str:
     return f"{value / 1e9:.2f} GB"
+
+
+def _mirroring_line(report: PlanReport) -> str:
+    """unet3d's mirror axes, and the class orders that removed the others."""
+    axes = report.plans.configurations["unet3d"].augmentation.mirror_axes
+    line = "mirroring: " + (", ".join(AXIS_NAMES[a] for a in axes) if axes else "none")
+    if report.class_orders:
+        names = {v: k for k, v in report.plans.labels.items()}
+        fixed = sorted({o.axis for o in report.class_orders})
+        line += (
+            f"; not {', '.join(AXIS_NAMES[a] for a in fixed)}, where the classes keep their "
+            f"order ({'; '.join(o.describe(names) for o in report.class_orders)})"
+        )
+    return line
 
 
 def format_plan_summary(report: PlanReport) -> str:
@@ -42,6 +58,8 @@ def format_plan_summary(report: PlanReport) -> str:
             f"est. memory {_gb(config.estimated_memory_bytes)}, {gflops:.1f} GFLOP/iteration"
             + (f" (~{seconds:.2f} s here)" if seconds is not None else "")
         )
+    if "unet3d" in plans.configurations:
+        lines.append(_mirroring_line(report))
     for name, decision in plans.decisions.items():
         if not decision.planned:
             lines.append(f"{name}: not planned ({decision.reason})")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,13 +153,15 @@ def slice_axis_for(spacing: Spacing3) -> int:
     return next(a for a, s in enumerate(spacing) if s >= coarsest * (1 - 1e-3))
 
 
-def augmentation_2d(slice_axis: int, strength: float = 1.0) -> AugmentationPlan:
+def augmentation_2d(
+    slice_axis: int, strength: float = 1.0, mirror_axes: Sequence[int] = (0, 1, 2)
+) -> AugmentationPlan:
     """2D augmentation: rotation within the slice plane (any angle), scaling in 2D, mirroring
-    along the two in-plane axes, low-resolution simulation in-plane only; probabilities times
-    ``strength`` (``augmentation_strength``)."""
+    along the in-plane axes among ``mirror_axes`` (those of the 3D plan), low-resolution
+    simulation in-plane only; probabilities times ``strength`` (``augmentation_strength``)."""
     degrees = [0.0, 0.0, 0.0]
     degrees[slice_axis] = 180.0
-    mirror = tuple(a for a in range(3) if a != slice_axis)
+    mirror = tuple(a for a in range(3) if a != slice_axis and a in mirror_axes)
     return AugmentationPlan(
         rotation_degrees=(degrees[0], degrees[1], degrees[2]),
         rotate_in_plane_only=True,
@@ -182,10 +184,11 @@ def plan_unet2d(plan: PlanningInput) -> tuple[ConfigurationPlan | None, PlanDeci
         )
     except ValueError as err:
         return None, PlanDecision(False, f"no 2D patch fits the memory/compute target: {err}")
-    common = {
-        **plan.common(plan.spacing),
-        "augmentation": augmentation_2d(axis, plan.heuristics.augmentation_strength),
-    }
+    common = plan.common(plan.spacing)
+    mirror_axes = common["augmentation"].mirror_axes
+    common["augmentation"] = augmentation_2d(
+        axis, plan.heuristics.augmentation_strength, mirror_axes
+    )
     oversample = plan.heuristics.unet_foreground_oversample
     config = _entry(
         plan, "unet2d", choice, precision, common, oversample=oversample, batch_dice=True

@@ -19,7 +19,7 @@ from autoseg.atomic import atomic_write_json
 from autoseg.data.dataset import Case, Dataset
 from autoseg.data.formats import load_dataset
 from autoseg.data.verify import verify_dataset
-from autoseg.errors import DatasetError
+from autoseg.errors import DatasetError, PlansError
 from autoseg.leftovers import clean_temporaries
 from autoseg.log import get_logger
 from autoseg.parallel import map_cases
@@ -27,6 +27,7 @@ from autoseg.planner.fingerprint import CaseFingerprint, Fingerprint, aggregate,
 from autoseg.planner.fingerprint_io import load_fingerprint, save_fingerprint
 from autoseg.planner.hardware import detect_hardware
 from autoseg.planner.heuristics import load_heuristics
+from autoseg.planner.mirroring import ClassOrder, class_orders
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans, load_plans, preprocessing_settings
 from autoseg.planner.source_guard import check_same_source
@@ -53,6 +54,8 @@ class PlanReport:
     fingerprint_reused: bool
     plans_reused: bool
     preprocessing: PreprocessingReport
+    class_orders: tuple[ClassOrder, ...] = ()
+    """The class orders that kept an axis from being mirrored (``autoseg.planner.mirroring``)."""
 
 
 def dataset_digest(dataset: Dataset) -> str:
@@ -69,9 +72,13 @@ def _fingerprint_one(case: Case, dataset: Dataset) -> tuple[CaseFingerprint, np.
 def fingerprint_dataset(
     dataset: Dataset, workspace: Workspace, *, num_workers: int = 1, inputs: dict[str, str]
 ) -> tuple[Fingerprint, bool]:
-    """Compute (or reuse) fingerprint.json. Returns ``(fingerprint, reused)``."""
+    """Compute (or reuse) fingerprint.json. Returns ``(fingerprint, reused)``; one written by
+    another schema (an older autoseg) is computed again."""
     if is_current(workspace.fingerprint_json, inputs):
-        return load_fingerprint(workspace.fingerprint_json), True
+        try:
+            return load_fingerprint(workspace.fingerprint_json), True
+        except PlansError:
+            _log.info("fingerprint.json is from another autoseg version: computing it again")
     if not dataset.cases:
         raise DatasetError("the dataset has no training cases", path=dataset.root)
     work = functools.partial(_fingerprint_one, dataset=dataset)
@@ -179,7 +186,9 @@ def run_plan(
         )
         plans.save(workspace.plans_json)
     report = preprocess_planned(dataset, plans, workspace, num_workers=num_workers)
-    return PlanReport(plans, fingerprint_reused, plans_reused, report)
+    ignored = () if dataset.ignore_label is None else (dataset.ignore_label,)
+    orders = class_orders(fingerprint.cases, plans.heuristics, ignore=ignored)
+    return PlanReport(plans, fingerprint_reused, plans_reused, report, tuple(orders))
 
 
 def preprocess_planned(

@@ -52,6 +52,10 @@ def test_case_fingerprint_has_exact_counts(tmp_path: Path) -> None:
     assert dict(case_fp.voxels_per_class) == {0: 6 * 8 * 10 - 17, 1: 9, 2: 8}  # in the crop
     assert case_fp.component_sizes[1] == (8, 1) and case_fp.num_components[1] == 2
     assert case_fp.component_sizes[2] == (8,) and case_fp.classes_present == (1, 2)
+    # Centres of mass in mm from the crop's corner (index 2 on every axis), Z/Y/X.
+    centre_1 = (8 * 3.5 + 6) / 9 - 2
+    assert case_fp.class_centroids[1] == pytest.approx((centre_1 * 2, centre_1, centre_1 * 0.5))
+    assert case_fp.class_centroids[2] == pytest.approx((2.5 * 2, 5.5, 6.5 * 0.5))
     stats = case_fp.intensity[0]
     assert stats.min == 200.0 and stats.max == 300.0 and samples.shape == (1, 17)
     assert stats.mean == pytest.approx((9 * 200 + 8 * 300) / 17)
@@ -66,3 +70,4 @@ def test_aggregate_and_json_round_trip(tmp_path: Path) -> None:
     assert sum(fingerprint.class_voxel_fraction.values()) == pytest.approx(1.0)
     data = json.loads(json.dumps(fingerprint_to_dict(fingerprint)))
     assert fingerprint_from_dict(data) == fingerprint
+    assert data["cases"][0]["class_centroids"]["2"] == pytest.approx([5.0, 5.5, 3.25])
