@@ -177,11 +177,12 @@ def fingerprint_case(case: Case, dataset: Dataset) -> tuple[CaseFingerprint, np.
         if value >= counts.size or counts[value] == 0:
             sizes[value], numbers[value] = (), 0
             continue
-        components, n = ndimage.label(label == value, structure=structure)
+        mask = label == value
+        components, n = ndimage.label(mask, structure=structure)
         component_voxels = np.sort(np.bincount(components.ravel())[1:])[::-1]
         sizes[value] = tuple(int(v) for v in component_voxels[:MAX_COMPONENTS_RECORDED])
         numbers[value] = int(n)
-        centre = np.asarray(ndimage.center_of_mass(components > 0)) * spacing
+        centre = np.asarray(ndimage.center_of_mass(mask)) * spacing
         centroids[value] = (float(centre[0]), float(centre[1]), float(centre[2]))
     fingerprint = CaseFingerprint(
         case_id=case.case_id,

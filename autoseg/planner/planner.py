@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,7 +87,7 @@ def class_sampling_weights(fractions: Mapping[int, float], power: float) -> dict
 
 
 def _augmentation(
-    spacing: Spacing3, heuristics: PlannerHeuristics, orders: list[ClassOrder]
+    spacing: Spacing3, heuristics: PlannerHeuristics, orders: Sequence[ClassOrder]
 ) -> AugmentationPlan:
     axis = coarse_axis(spacing, heuristics.anisotropy_threshold)
     plan = AugmentationPlan(mirror_axes=mirror_axes_for((0, 1, 2), orders))

@@ -72,13 +72,15 @@ def _fingerprint_one(case: Case, dataset: Dataset) -> tuple[CaseFingerprint, np.
 def fingerprint_dataset(
     dataset: Dataset, workspace: Workspace, *, num_workers: int = 1, inputs: dict[str, str]
 ) -> tuple[Fingerprint, bool]:
-    """Compute (or reuse) fingerprint.json. Returns ``(fingerprint, reused)``; one written by
-    another schema (an older autoseg) is computed again."""
+    """Compute (or reuse) fingerprint.json. Returns ``(fingerprint, reused)``; one of another
+    schema (an older autoseg) or a damaged one is computed again."""
     if is_current(workspace.fingerprint_json, inputs):
         try:
             return load_fingerprint(workspace.fingerprint_json), True
         except PlansError:
-            _log.info("fingerprint.json is from another autoseg version: computing it again")
+            _log.info(
+                "fingerprint.json is from another autoseg version or damaged: computing it again"
+            )
     if not dataset.cases:
         raise DatasetError("the dataset has no training cases", path=dataset.root)
     work = functools.partial(_fingerprint_one, dataset=dataset)

@@ -21,18 +21,13 @@ from autoseg.planner.fingerprint import (
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.mirroring import ClassOrder, class_orders, mirror_axes_for
 from autoseg.planner.planner import plan_dataset
-from autoseg.planner.plans import CpuSpeed, HardwareTarget
-from autoseg.planner.workflow import run_plan
+from autoseg.planner.plans import HardwareTarget
+from autoseg.planner.summary import format_plan_summary
+from autoseg.planner.workflow import PlanReport, run_plan
+from autoseg.preprocessing.dataset import PreprocessingReport
 from autoseg.workspace import Workspace
 
-CPU = HardwareTarget(
-    "cpu",
-    "test",
-    6 * 10**9,
-    "cpu-ram",
-    2,
-    CpuSpeed({"unet": {"fp32": 60.0}, "deepmedic": {"fp32": 40.0}}, 1, 0.6),
-)
+TARGET = HardwareTarget("cuda", "test", 11 * 10**9, "--gpu-memory", 8)
 STATS = (IntensityStats(0.0, 1.0, 0.0, -2.0, 2.0, -3.0, 3.0),)
 SHAPE = (32, 32, 32)
 
@@ -97,7 +92,7 @@ def test_ties_count_against_the_order_and_the_ignore_label_is_left_out() -> None
 
 
 def test_the_plan_mirrors_only_free_axes_in_3d_2d_and_deepmedic() -> None:
-    plans = plan_dataset(_fingerprint(_lateral_cases(30)), PlannerHeuristics(), CPU)
+    plans = plan_dataset(_fingerprint(_lateral_cases(30)), PlannerHeuristics(), TARGET)
     assert plans.configurations["unet3d"].augmentation.mirror_axes == (0, 1)
     assert plans.configurations["deepmedic"].augmentation.mirror_axes == (0, 1)
     unet2d = plans.configurations["unet2d"]
@@ -107,13 +102,28 @@ def test_the_plan_mirrors_only_free_axes_in_3d_2d_and_deepmedic() -> None:
     for i in range(0, 30, 2):
         c = cases[i].class_centroids
         cases[i] = _case(i, {1: c[2], 2: c[1], 3: c[3]})
-    plans = plan_dataset(_fingerprint(cases), PlannerHeuristics(), CPU)
+    plans = plan_dataset(_fingerprint(cases), PlannerHeuristics(), TARGET)
     assert plans.configurations["unet3d"].augmentation.mirror_axes == (0, 1, 2)
+
+
+def test_plan_prints_the_mirror_axes_and_the_orders_that_fixed_the_others() -> None:
+    fingerprint = _fingerprint(_lateral_cases(30))
+    heuristics = PlannerHeuristics()
+    plans = plan_dataset(fingerprint, heuristics, TARGET)
+    orders = tuple(class_orders(fingerprint.cases, heuristics))
+    report = PlanReport(plans, False, False, PreprocessingReport({}, {}), orders)
+    line = next(x for x in format_plan_summary(report).splitlines() if x.startswith("mirror"))
+    assert line == (
+        "mirroring: Z, Y; not X, where the classes keep their order (class_1 before class_2"
+        " along X in 30 of 30 cases; class_1 before class_3 along X in 30 of 30 cases)"
+    )
+    free = PlanReport(plans, False, False, PreprocessingReport({}, {}))
+    assert "mirroring: Z, Y\n" in format_plan_summary(free) + "\n"
 
 
 def test_a_fingerprint_without_centroids_mirrors_every_axis() -> None:
     cases = [dataclasses.replace(c, class_centroids=FrozenDict()) for c in _lateral_cases(20)]
-    plans = plan_dataset(_fingerprint(cases), PlannerHeuristics(), CPU)
+    plans = plan_dataset(_fingerprint(cases), PlannerHeuristics(), TARGET)
     assert plans.configurations["unet3d"].augmentation.mirror_axes == (0, 1, 2)
 
 
