@@ -13,6 +13,7 @@ OUT/folds.json (to commit as they come); at the end, a table of the CV means.
     python bench/find_best_cv.py --out /tmp/find_best --minutes 2
     python bench/find_best_cv.py --out /tmp/fb --configs unet3d unet2d --minutes 5
     python bench/find_best_cv.py --out /work/cv60 --configs unet3d deepmedic --minutes 60
+    python bench/find_best_cv.py --out /work/cv60 --configs unet3d --minutes 60 --folds 0 1
 
 No assertions: a benchmark prints what it measures.
 """
@@ -56,13 +57,16 @@ def run(args: argparse.Namespace) -> None:
     seconds: dict[str, float] = {}
     for config in configs:
         start = time.perf_counter()
-        for fold in range(5):
+        for fold in args.folds:
             argv = ["train", "--work", str(work), "--config", config, f"fold={fold}"]
             argv += ["--time-budget", f"{args.minutes:g}m", "--seed", str(args.seed), "--resume"]
             load = os.getloadavg()[0]
             _run(argv)
             _record_fold(args.out / "folds.json", work, config, fold, load)
         seconds[config] = time.perf_counter() - start
+    if sorted(args.folds) != list(range(5)):
+        print(f"folds {args.folds} only: find-best waits for all five", flush=True)
+        return
     _run(["find-best", "--work", str(work), "--configs", *configs])
     print("\n| configuration | 5 folds, wall (s) | CV foreground Dice |")
     print("|---|---:|---:|")
@@ -103,6 +107,14 @@ def main_cli() -> None:
     parser.add_argument("--minutes", type=float, default=2.0, help="training budget per fold")
     parser.add_argument("--configs", nargs="+", help="configurations (default: all planned)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--folds",
+        nargs="+",
+        type=int,
+        default=list(range(5)),
+        choices=range(5),
+        help="folds to train (default: all five; find-best runs only when all five are asked)",
+    )
     args = parser.parse_args()
     if not args.dataset.is_dir():
         sys.exit(f"dataset not found: {args.dataset}")
