@@ -96,7 +96,8 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     tta = p.add_mutually_exclusive_group()
     tta.add_argument(
         "--tta", dest="tta", action="store_true", default=None,
-        help="test-time mirroring: 8x the network passes (default: on a GPU, off on a CPU)",
+        help="test-time mirroring: 2-8x the network passes (default: on a GPU; on a CPU when "
+        "a case stays within 2 s of network time with it)",
     )  # fmt: skip
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time mirroring")
     p.add_argument(

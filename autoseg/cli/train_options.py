@@ -173,7 +173,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     mirror = g.add_mutually_exclusive_group()
     mirror.add_argument(
         "--val-mirroring", dest="val_mirroring", action="store_true", default=None,
-        help="mirroring TTA in the final validation (default: on GPUs only)",
+        help="mirroring TTA in the final validation (default: on a GPU; on a CPU when a case "
+        "stays within 2 s with it)",
     )  # fmt: skip
     mirror.add_argument("--no-val-mirroring", dest="val_mirroring", action="store_false")
     g.add_argument(

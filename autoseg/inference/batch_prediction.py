@@ -24,6 +24,7 @@ and 0 outside the crop box.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -42,7 +43,12 @@ from autoseg.data.imageio import read_geometry
 from autoseg.data.verify import Problem, verify_cases
 from autoseg.errors import AutosegError, ConfigError
 from autoseg.inference.archive_reader import opened_model
-from autoseg.inference.cost import estimate_prediction_cost
+from autoseg.inference.cost import (
+    CPU_MIRRORING_SECONDS,
+    PredictionCost,
+    default_mirroring,
+    estimate_prediction_cost,
+)
 from autoseg.inference.deepmedic_tiling import FeatureLayer
 from autoseg.inference.inputs import PredictionInputs, read_inputs
 from autoseg.inference.predictor import (
@@ -171,9 +177,8 @@ def _set_threads(device_type: str, threads: int | None) -> None:
 def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
     start = time.perf_counter()
     device = resolve_device(command.device)
-    mirroring = command.use_mirroring
-    if mirroring is None:  # 8x the work: worth it on a GPU, minutes per case on a CPU
-        mirroring = device.type != "cpu"
+    # mirroring unless chosen: decided from the first case's cost once the inputs are read
+    mirroring = command.use_mirroring is not False
     options = PredictionOptions(mirroring, command.step_fraction, None, command.feature_layers)
     predictor = Predictor.from_workspace(
         workspace,
@@ -213,7 +218,9 @@ def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
             _fail(failed, problem.case_id, problem)
     runnable = [c for c in checked if c.case_id not in failed]
     if runnable:
-        _log_cost(predictor, runnable[0])
+        _choose_mirroring_and_log_cost(predictor, runnable[0], command.use_mirroring)
+    elif command.use_mirroring is None:
+        _set_mirroring(predictor, predictor.device.type != "cpu")
     logger.info(
         "predicting %d case(s) on %s (%d skipped, %d failed checks)",
         len(runnable),
@@ -231,28 +238,59 @@ def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
     )
 
 
-def _log_cost(predictor: Predictor, case: Case) -> None:
-    """Say what predicting a case will cost, from the first case's header."""
+def _set_mirroring(predictor: Predictor, mirroring: bool) -> None:
+    predictor.options = dataclasses.replace(predictor.options, use_mirroring=mirroring)
+
+
+def _choose_mirroring_and_log_cost(predictor: Predictor, case: Case, chosen: bool | None) -> None:
+    """Say what predicting a case will cost, from the first case's header; without a choice
+    (``chosen`` None: neither --tta nor --no-tta), mirror where :func:`default_mirroring`
+    finds it cheap enough for a case like this one."""
     try:
         geometry, _ = read_geometry(case.channels[0])
-    except AutosegError:
-        return  # its own failure is reported when the case is read
+    except AutosegError:  # its own failure is reported when the case is read
+        if chosen is None:
+            _set_mirroring(predictor, predictor.device.type != "cpu")
+        return
     folds = {c: len(predictor.networks[c]) for c in predictor.selection.configs}
-    cost = estimate_prediction_cost(
-        predictor.plans,
-        folds,
-        geometry.shape,
-        geometry.spacing,
-        mirroring=predictor.options.use_mirroring,
-        step_fraction=predictor.options.step_fraction,
-        on_cpu=predictor.device.type == "cpu",
-        stages={s: len(n) for s, n in predictor.stage_networks.items()},
-    )
+    on_cpu = predictor.device.type == "cpu"
+
+    def cost(mirroring: bool) -> PredictionCost:
+        return estimate_prediction_cost(
+            predictor.plans,
+            folds,
+            geometry.shape,
+            geometry.spacing,
+            mirroring=mirroring,
+            step_fraction=predictor.options.step_fraction,
+            on_cpu=on_cpu,
+            stages={s: len(n) for s, n in predictor.stage_networks.items()},
+        )
+
+    why = ""
+    if chosen is None:
+        mirrored = cost(True)
+        _set_mirroring(predictor, default_mirroring(predictor.device.type, mirrored))
+        if on_cpu:
+            why = _cpu_mirroring_reason(mirrored.seconds, predictor.options.use_mirroring)
     logger.info(
-        "%s (for a case like %s, %s); --tta/--no-tta and --folds change it",
-        cost.describe(),
+        "%s (for a case like %s, %s)%s; --tta/--no-tta and --folds change it",
+        cost(predictor.options.use_mirroring).describe(),
         case.case_id,
         "x".join(str(n) for n in geometry.shape),
+        why,
+    )
+
+
+def _cpu_mirroring_reason(mirrored_seconds: float | None, mirroring: bool) -> str:
+    """Why a CPU run mirrors or not by default (appended to the cost line)."""
+    if mirrored_seconds is None:
+        return "; no test-time mirroring by default: the plan has no measured CPU speed"
+    if mirroring:
+        return f"; test-time mirroring on: within {CPU_MIRRORING_SECONDS:g} s per case here"
+    return (
+        f"; no test-time mirroring by default: ~{mirrored_seconds:.1f} s per case with it, "
+        f"over {CPU_MIRRORING_SECONDS:g} s"
     )
 
 

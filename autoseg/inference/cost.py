@@ -5,7 +5,9 @@ The passes follow the one window-count rule of inference (sliding-window windows
 U-Net, :func:`~autoseg.inference.deepmedic_tiling.tile_starts` of the balanced tile for
 DeepMedic). The seconds are the passes' analytic forward compute
 (:func:`autoseg.planner.compute.estimate_forward_gflops`) at the training speed measured on
-the CPU the plan was made on; reading, preprocessing and export come on top.
+the CPU the plan was made on; reading, preprocessing and export come on top. The same
+estimate decides whether mirroring is on by default on a CPU (:func:`default_mirroring`), in
+``autoseg predict`` and in a fold's final validation.
 """
 
 from __future__ import annotations
@@ -27,7 +29,22 @@ from autoseg.planner.compute import estimate_forward_gflops
 from autoseg.planner.plans import ConfigurationPlan, Plans, network_family
 from autoseg.precision import use_autocast
 
-__all__ = ["ConfigurationCost", "PredictionCost", "estimate_prediction_cost", "network_windows"]
+__all__ = [
+    "CPU_MIRRORING_SECONDS",
+    "ConfigurationCost",
+    "PredictionCost",
+    "default_mirroring",
+    "estimate_prediction_cost",
+    "estimate_resampled_cost",
+    "network_windows",
+]
+
+CPU_MIRRORING_SECONDS = 2.0
+"""On a CPU, test-time mirroring is on by default when the network time of a case with it is
+estimated at this many seconds or less. Mirroring costs 2-8x the passes for +0.001 to +0.003
+Dice on Hippocampus (bench/RESULTS.md), worth it while a case stays within seconds: a
+Hippocampus case with 5 folds x 2 mirrors is ~0.3 s; a CT of 512x512x300 is minutes and
+is not mirrored unless ``--tta`` asks."""
 
 
 @dataclass(frozen=True)
@@ -111,17 +128,45 @@ def estimate_prediction_cost(
         stages: The first stages of cascades -> their models, run before the cascade
             (listed as ``<stage> (first stage)``).
     """
-    costs = []
-    seconds: float | None = 0.0
-    speed = plans.hardware.cpu_speed
-    runs = [(name, name, models) for name, models in folds.items()]
-    runs += [(f"{name} (first stage)", name, models) for name, models in (stages or {}).items()]
-    for label, name, models in runs:
+    runs = []
+    for label, name, models in [(name, name, models) for name, models in folds.items()] + [
+        (f"{name} (first stage)", name, models) for name, models in (stages or {}).items()
+    ]:
         plan = plans.configuration(name)
         shape = [
             max(1, round(n * s / t))
             for n, s, t in zip(original_shape, original_spacing, plan.target_spacing)
         ]
+        runs.append((label, plan, models, shape))
+    return _cost(plans, runs, mirroring, step_fraction, on_cpu)
+
+
+def estimate_resampled_cost(
+    plans: Plans,
+    config_name: str,
+    shape: Sequence[int],
+    *,
+    mirroring: bool,
+    step_fraction: float,
+) -> PredictionCost:
+    """The cost on a CPU of one model of ``config_name`` on a case already on its grid
+    (``shape``: Z, Y, X at the plan's target spacing), as in a fold's final validation."""
+    plan = plans.configuration(config_name)
+    return _cost(plans, [(config_name, plan, 1, shape)], mirroring, step_fraction, True)
+
+
+def _cost(
+    plans: Plans,
+    runs: Sequence[tuple[str, ConfigurationPlan, int, Sequence[int]]],
+    mirroring: bool,
+    step_fraction: float,
+    on_cpu: bool,
+) -> PredictionCost:
+    """``runs``: (label, plan, models, shape on the plan's grid) per configuration."""
+    costs = []
+    seconds: float | None = 0.0
+    speed = plans.hardware.cpu_speed
+    for label, plan, models, shape in runs:
         mirrors = 2 ** len(plan.augmentation.mirror_axes) if mirroring else 1
         cost = ConfigurationCost(
             label,
@@ -138,3 +183,12 @@ def estimate_prediction_cost(
         else:
             seconds = None
     return PredictionCost(tuple(costs), seconds)
+
+
+def default_mirroring(device_type: str, mirrored: PredictionCost) -> bool:
+    """Whether test-time mirroring is on when the user has not chosen: always on a GPU; on a
+    CPU when ``mirrored`` (the cost of a case with mirroring) is estimated at
+    :data:`CPU_MIRRORING_SECONDS` or less (off when the plan has no measured CPU speed)."""
+    if device_type != "cpu":
+        return True
+    return mirrored.seconds is not None and mirrored.seconds <= CPU_MIRRORING_SECONDS

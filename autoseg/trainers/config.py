@@ -85,7 +85,9 @@ class TrainConfig:
         final_validation: Predict the fold's validation cases at the end of training; None =
             yes for the cross-validation folds, no for ``fold=all`` (its "validation" cases
             are its training cases; ``--validation`` asks for it anyway).
-        val_mirroring: Mirroring TTA in the final validation; None = on for GPUs only.
+        val_mirroring: Mirroring TTA in the final validation; None = as ``autoseg predict``
+            would by default (on a GPU; on a CPU when a case stays within seconds, see
+            :func:`~autoseg.trainers.validation.final_validation_mirrors`).
         val_step_fraction: Sliding-window step (fraction of a patch) of the final validation.
         tensorboard: Also write TensorBoard scalars (needs the ``tensorboard`` package).
     """
@@ -156,12 +158,6 @@ class TrainConfig:
         if self.final_validation is not None:
             return bool(self.final_validation)
         return fold != "all"
-
-    def mirrors_in_validation(self, device_type: str) -> bool:
-        """Whether the final validation mirrors (``val_mirroring``; default on GPUs only)."""
-        if self.val_mirroring is not None:
-            return bool(self.val_mirroring)
-        return device_type != "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field."""

@@ -59,6 +59,7 @@ from autoseg.trainers.time_budget import after_epoch
 from autoseg.trainers.validation import (
     ValidationOptions,
     checkpoint_inputs,
+    final_validation_mirrors,
     validate_case,
     validate_cases,
 )
@@ -268,12 +269,12 @@ def _train(session: Session, paths: FoldPaths, on_epoch: EpochCallback | None = 
 
 
 def _validation_options(
-    config: TrainConfig, network: torch.nn.Module, amp: bool
+    spec: FoldSpec, config: TrainConfig, network: torch.nn.Module, amp: bool
 ) -> ValidationOptions:
     device = next(network.parameters()).device
     return ValidationOptions(
         device=device,
-        mirroring=config.mirrors_in_validation(device.type),
+        mirroring=final_validation_mirrors(spec, config, device.type),
         step_fraction=config.val_step_fraction,
         amp=amp,
     )
@@ -284,7 +285,7 @@ def _time_one_case(
 ) -> float:
     """Validate ``case_id`` as the final validation will (the time budget's probe), into a
     scratch folder inside the fold folder that is removed afterwards; returns the seconds."""
-    options = _validation_options(config, session.module, session.amp)
+    options = _validation_options(spec, config, session.module, session.amp)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".budget-probe-", dir=spec.fold_dir) as scratch:
         validate_case(
@@ -305,7 +306,7 @@ def _validate(
     spec: FoldSpec, config: TrainConfig, dataset: Dataset, network: torch.nn.Module, amp: bool
 ) -> dict[str, Any]:
     paths = spec.paths
-    options = _validation_options(config, network, amp)
+    options = _validation_options(spec, config, network, amp)
     return validate_cases(
         network,
         spec.plans,

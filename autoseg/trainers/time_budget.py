@@ -53,6 +53,7 @@ from autoseg.artefacts import read_json
 from autoseg.log import get_logger
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.state import TrainingState
+from autoseg.trainers.validation import final_validation_mirrors
 
 if TYPE_CHECKING:
     from autoseg.trainers.session import BudgetTracker, Session
@@ -354,7 +355,7 @@ def _reserve(session: Session, seconds_per_voxel: float) -> float:
         validation = _probed_seconds(budget, min(max(load, 0.5), 4.0))
     elif budget.probe is not None:  # rough, until the probe has run
         plan = session.spec.config_plan
-        mirrored = session.config.mirrors_in_validation(session.device.type)
+        mirrored = final_validation_mirrors(session.spec, session.config, session.device.type)
         passes = 2 ** len(plan.augmentation.mirror_axes) if mirrored else 1
         voxels = _case_voxels(session).values()
         forward = sum(voxels) * seconds_per_voxel * passes

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from autoseg.artefacts import content_digest
+from autoseg.artefacts import content_digest, read_json
 from autoseg.atomic import atomic_write_json
 from autoseg.data.case_io import reference_image_path
 from autoseg.data.dataset import Dataset
@@ -37,12 +37,15 @@ from autoseg.data.imageio import read_image
 from autoseg.evaluation.metrics import compute_case_metrics
 from autoseg.evaluation.summary import summarize
 from autoseg.inference.cascade import with_stage_channels
+from autoseg.inference.cost import default_mirroring, estimate_resampled_cost
 from autoseg.inference.export import export_prediction
 from autoseg.inference.probabilities import predict_probabilities
 from autoseg.log import get_logger, progress
 from autoseg.names import inside
 from autoseg.planner.plans import Plans
 from autoseg.preprocessing.store import load_preprocessed_case
+from autoseg.trainers.config import TrainConfig
+from autoseg.trainers.session import FoldSpec
 
 __all__ = [
     "VALIDATION_ENDING",
@@ -71,6 +74,33 @@ class ValidationOptions:
     mirroring: bool
     step_fraction: float
     amp: bool
+
+
+def final_validation_mirrors(spec: FoldSpec, config: TrainConfig, device_type: str) -> bool:
+    """Whether the fold's final validation mirrors: as ``--val-mirroring`` /
+    ``--no-val-mirroring`` say, else as ``autoseg predict`` would by default for one model on
+    the median-sized validation case (:func:`~autoseg.inference.cost.default_mirroring`:
+    always on a GPU, on a CPU when that case stays within seconds)."""
+    if config.val_mirroring is not None:
+        return bool(config.val_mirroring)
+    if device_type != "cpu":
+        return True
+    plan = spec.config_plan
+    shapes = []
+    for case_id in spec.val_ids:
+        properties = read_json(spec.data_dir / f"{case_id}.json") or {}
+        shapes.append(tuple(properties.get("shape_after_resample", plan.inference_patch_size)))
+    if not shapes:
+        return False
+    median = sorted(shapes, key=math.prod)[(len(shapes) - 1) // 2]
+    cost = estimate_resampled_cost(
+        spec.plans,
+        spec.config_name,
+        median,
+        mirroring=True,
+        step_fraction=config.val_step_fraction,
+    )
+    return default_mirroring(device_type, cost)
 
 
 def validate_case(

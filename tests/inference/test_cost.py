@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from autoseg.inference.cost import estimate_prediction_cost, network_windows
+from autoseg.inference.cost import (
+    CPU_MIRRORING_SECONDS,
+    ConfigurationCost,
+    PredictionCost,
+    default_mirroring,
+    estimate_prediction_cost,
+    estimate_resampled_cost,
+    network_windows,
+)
 from autoseg.inference.probabilities import predict_probabilities
 from autoseg.networks import build_network
 from autoseg.planner.plans import CpuSpeed, Plans
@@ -109,3 +117,57 @@ def test_a_cascade_counts_its_first_stage(planned: tuple[Path, Plans]) -> None:
     assert first.name == "unet2d (first stage)" and first.models == 3
     assert staged.passes == alone.passes + first.passes
     assert "+ unet2d (first stage) 3 fold(s)" in staged.describe()
+
+
+def _with_speed(plans: Plans, gflops_per_second: float) -> Plans:
+    speed = CpuSpeed({"unet": {"fp32": gflops_per_second}, "deepmedic": {"fp32": 1.0}}, 1, 0.0)
+    hardware = dataclasses.replace(plans.hardware, cpu_speed=speed)
+    return dataclasses.replace(plans, hardware=hardware)
+
+
+def test_one_model_on_its_grid_costs_what_a_case_at_that_spacing_costs(
+    planned: tuple[Path, Plans],
+) -> None:
+    plans = _with_speed(planned[1], 10.0)
+    spacing = plans.configuration("unet3d").target_spacing
+    for mirroring in (False, True):
+        whole = estimate_prediction_cost(
+            plans, {"unet3d": 1}, (21, 33, 17), spacing,
+            mirroring=mirroring, step_fraction=0.5, on_cpu=True,
+        )  # fmt: skip
+        resampled = estimate_resampled_cost(
+            plans, "unet3d", (21, 33, 17), mirroring=mirroring, step_fraction=0.5
+        )
+        assert resampled == whole
+
+
+@pytest.mark.parametrize(
+    ("device", "seconds", "expected"),
+    [
+        ("cuda", None, True),  # a GPU mirrors whatever the cost
+        ("cuda", 1e6, True),
+        ("cpu", CPU_MIRRORING_SECONDS, True),  # the limit itself is in
+        ("cpu", 0.01, True),
+        ("cpu", CPU_MIRRORING_SECONDS * 1.01, False),
+        ("cpu", None, False),  # no measured speed: no estimate, no mirroring
+    ],
+)
+def test_mirroring_by_default_follows_the_device_and_the_estimate(
+    device: str, seconds: float | None, expected: bool
+) -> None:
+    cost = PredictionCost((ConfigurationCost("unet3d", 5, 8, 1, 1.0),), seconds)
+    assert default_mirroring(device, cost) is expected
+
+
+def test_a_case_that_mirrors_cheaply_on_one_cpu_does_not_on_a_slower_one(
+    planned: tuple[Path, Plans],
+) -> None:
+    """The same tiny case, mirrored: within the limit at 10 GFLOP/s, far over it at 1e-4."""
+    for speed, expected in ((10.0, True), (1e-4, False)):
+        plans = _with_speed(planned[1], speed)
+        cost = estimate_resampled_cost(
+            plans, "unet3d", (21, 33, 17), mirroring=True, step_fraction=0.5
+        )
+        assert cost.seconds is not None
+        assert (cost.seconds <= CPU_MIRRORING_SECONDS) is expected
+        assert default_mirroring("cpu", cost) is expected

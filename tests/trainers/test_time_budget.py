@@ -122,7 +122,7 @@ def _budget_session(tmp_path, budget: float | None, *, probe=None, shapes=None):
     clock = _Clock()
     return SimpleNamespace(
         state=state,
-        config=TrainConfig(val_mirroring=None),
+        config=TrainConfig(val_mirroring=False),  # the rough reserve: one pass per case
         spec=SimpleNamespace(config_plan=plan, val_ids=tuple(shapes), data_dir=tmp_path),
         device=SimpleNamespace(type="cpu"),
         strategy=SimpleNamespace(inference_voxels=lambda plan, shape, step: int(sum(shape))),
