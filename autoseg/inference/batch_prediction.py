@@ -220,7 +220,7 @@ def _run(workspace: Workspace, command: PredictCommand) -> PredictionReport:
     if runnable:
         _choose_mirroring_and_log_cost(predictor, runnable[0], command.use_mirroring)
     elif command.use_mirroring is None:
-        _set_mirroring(predictor, predictor.device.type != "cpu")
+        _set_mirroring(predictor, default_mirroring(predictor.device.type, None))
     logger.info(
         "predicting %d case(s) on %s (%d skipped, %d failed checks)",
         len(runnable),
@@ -250,7 +250,7 @@ def _choose_mirroring_and_log_cost(predictor: Predictor, case: Case, chosen: boo
         geometry, _ = read_geometry(case.channels[0])
     except AutosegError:  # its own failure is reported when the case is read
         if chosen is None:
-            _set_mirroring(predictor, predictor.device.type != "cpu")
+            _set_mirroring(predictor, default_mirroring(predictor.device.type, None))
         return
     folds = {c: len(predictor.networks[c]) for c in predictor.selection.configs}
     on_cpu = predictor.device.type == "cpu"

@@ -41,10 +41,11 @@ __all__ = [
 
 CPU_MIRRORING_SECONDS = 2.0
 """On a CPU, test-time mirroring is on by default when the network time of a case with it is
-estimated at this many seconds or less. Mirroring costs 2-8x the passes for +0.001 to +0.003
-Dice on Hippocampus (bench/RESULTS.md), worth it while a case stays within seconds: a
-Hippocampus case with 5 folds x 2 mirrors is ~0.3 s; a CT of 512x512x300 is minutes and
-is not mirrored unless ``--tta`` asks."""
+estimated at this many seconds or less. Mirroring costs 2-8x the passes for +0.001 to +0.005
+Dice on Hippocampus validation folds (bench/RESULTS.md), worth it while a case stays within
+seconds: a Hippocampus case with 5 folds x 2 mirrors is estimated at ~0.3 s on the 2-core
+CPU of those runs; a 512x512x300 CT with the same plan at ~27 minutes, which is not mirrored
+unless ``--tta`` asks."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,10 @@ def estimate_prediction_cost(
         stages: The first stages of cascades -> their models, run before the cascade
             (listed as ``<stage> (first stage)``).
     """
+    labelled = [(name, name, models) for name, models in folds.items()]
+    labelled += [(f"{name} (first stage)", name, n) for name, n in (stages or {}).items()]
     runs = []
-    for label, name, models in [(name, name, models) for name, models in folds.items()] + [
-        (f"{name} (first stage)", name, models) for name, models in (stages or {}).items()
-    ]:
+    for label, name, models in labelled:
         plan = plans.configuration(name)
         shape = [
             max(1, round(n * s / t))
@@ -185,10 +186,12 @@ def _cost(
     return PredictionCost(tuple(costs), seconds)
 
 
-def default_mirroring(device_type: str, mirrored: PredictionCost) -> bool:
+def default_mirroring(device_type: str, mirrored: PredictionCost | None) -> bool:
     """Whether test-time mirroring is on when the user has not chosen: always on a GPU; on a
-    CPU when ``mirrored`` (the cost of a case with mirroring) is estimated at
-    :data:`CPU_MIRRORING_SECONDS` or less (off when the plan has no measured CPU speed)."""
+    CPU when ``mirrored`` (the cost of a case with mirroring; None: no case to estimate) is
+    estimated at :data:`CPU_MIRRORING_SECONDS` or less (off without an estimate, e.g. for a
+    plan without a measured CPU speed)."""
     if device_type != "cpu":
         return True
-    return mirrored.seconds is not None and mirrored.seconds <= CPU_MIRRORING_SECONDS
+    seconds = None if mirrored is None else mirrored.seconds
+    return seconds is not None and seconds <= CPU_MIRRORING_SECONDS

@@ -46,14 +46,16 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoseg.artefacts import read_json
 from autoseg.log import get_logger
 from autoseg.trainers.config import TrainConfig
 from autoseg.trainers.state import TrainingState
-from autoseg.trainers.validation import final_validation_mirrors
+from autoseg.trainers.validation import (
+    final_validation_mirrors,
+    lower_median_case,
+    validation_shapes,
+)
 
 if TYPE_CHECKING:
     from autoseg.trainers.session import BudgetTracker, Session
@@ -282,8 +284,7 @@ def _probe_validation(session: Session) -> None:
     if not budget.case_voxels or budget.probe is None:
         budget.probe = None
         return
-    ordered = sorted(budget.case_voxels, key=lambda c: (budget.case_voxels[c], c))
-    case_id = ordered[(len(ordered) - 1) // 2]
+    case_id = lower_median_case(budget.case_voxels)
     budget.probe_case = case_id
     budget.probe_case_seconds = budget.probe(case_id)
     budget.probe_voxels = budget.case_voxels[case_id]
@@ -329,14 +330,10 @@ def _reprobe_validation(session: Session) -> None:
 def _case_voxels(session: Session) -> dict[str, int]:
     """Output voxels the final validation's tiling computes, per validation case."""
     plan = session.spec.config_plan
-    voxels = {}
-    for case_id in session.spec.val_ids:
-        properties = read_json(Path(session.spec.data_dir) / f"{case_id}.json") or {}
-        shape = properties.get("shape_after_resample", plan.inference_patch_size)
-        voxels[case_id] = session.strategy.inference_voxels(
-            plan, shape, session.config.val_step_fraction
-        )
-    return voxels
+    return {
+        case_id: session.strategy.inference_voxels(plan, shape, session.config.val_step_fraction)
+        for case_id, shape in validation_shapes(session.spec).items()
+    }
 
 
 def _probed_seconds(budget: BudgetTracker, load: float) -> float:

@@ -20,7 +20,7 @@ foreground label.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,23 +76,33 @@ class ValidationOptions:
     amp: bool
 
 
+def validation_shapes(spec: FoldSpec) -> dict[str, tuple[int, ...]]:
+    """Each validation case's shape on the plan's grid, from its preprocessed properties (the
+    plan's inference patch where they do not say)."""
+    fallback = tuple(spec.config_plan.inference_patch_size)
+    shapes = {}
+    for case_id in spec.val_ids:
+        properties = read_json(spec.data_dir / f"{case_id}.json") or {}
+        shapes[case_id] = tuple(properties.get("shape_after_resample", fallback))
+    return shapes
+
+
+def lower_median_case(sizes: Mapping[str, float]) -> str:
+    """The case of the lower median size (ties broken by case id); ``sizes`` not empty."""
+    ordered = sorted(sizes, key=lambda case_id: (sizes[case_id], case_id))
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def final_validation_mirrors(spec: FoldSpec, config: TrainConfig, device_type: str) -> bool:
     """Whether the fold's final validation mirrors: as ``--val-mirroring`` /
     ``--no-val-mirroring`` say, else as ``autoseg predict`` would by default for one model on
-    the median-sized validation case (:func:`~autoseg.inference.cost.default_mirroring`:
-    always on a GPU, on a CPU when that case stays within seconds)."""
+    the median-sized validation case (:func:`~autoseg.inference.cost.default_mirroring`)."""
     if config.val_mirroring is not None:
         return bool(config.val_mirroring)
-    if device_type != "cpu":
-        return True
-    plan = spec.config_plan
-    shapes = []
-    for case_id in spec.val_ids:
-        properties = read_json(spec.data_dir / f"{case_id}.json") or {}
-        shapes.append(tuple(properties.get("shape_after_resample", plan.inference_patch_size)))
+    shapes = validation_shapes(spec)
     if not shapes:
-        return False
-    median = sorted(shapes, key=math.prod)[(len(shapes) - 1) // 2]
+        return default_mirroring(device_type, None)
+    median = shapes[lower_median_case({c: math.prod(s) for c, s in shapes.items()})]
     cost = estimate_resampled_cost(
         spec.plans,
         spec.config_name,

@@ -159,6 +159,11 @@ def test_mirroring_by_default_follows_the_device_and_the_estimate(
     assert default_mirroring(device, cost) is expected
 
 
+@pytest.mark.parametrize(("device", "expected"), [("cuda", True), ("cpu", False)])
+def test_without_a_case_to_estimate_only_a_gpu_mirrors(device: str, expected: bool) -> None:
+    assert default_mirroring(device, None) is expected
+
+
 def test_a_case_that_mirrors_cheaply_on_one_cpu_does_not_on_a_slower_one(
     planned: tuple[Path, Plans],
 ) -> None:
