@@ -44,7 +44,9 @@ class PlannerHeuristics:
     U-Net topology, patch and batch:
         unet_base_features / unet_max_features: Features of stage 0 (doubling per stage) and
             their cap, when planning for a GPU.
-        cpu_unet_base_features / cpu_unet_max_features: The same when planning for a CPU.
+        cpu_unet_base_features / cpu_unet_max_features: The same when planning for a CPU;
+            by default the GPU's widths, the compute budget shrinking batch and patch
+            instead (docs/planner.md).
         unet_convs_per_stage: Convolutions per encoder and decoder stage.
         unet_min_feature_map: Smallest edge (voxels) a feature map may be pooled down to.
         unet_max_pool_per_axis: Most poolings along any axis.
@@ -132,8 +134,8 @@ class PlannerHeuristics:
 
     unet_base_features: int = 32
     unet_max_features: int = 320
-    cpu_unet_base_features: int = 16
-    cpu_unet_max_features: int = 128
+    cpu_unet_base_features: int = 32
+    cpu_unet_max_features: int = 320
     unet_convs_per_stage: int = 2
     unet_min_feature_map: int = 4
     unet_max_pool_per_axis: int = 5
