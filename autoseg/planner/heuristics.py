@@ -25,6 +25,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("dice_ce", "generalized_dice_ce", "ce", "dice")
 """Losses a plan (and ``autoseg train --loss``) may name (see :mod:`autoseg.trainers.losses`)."""
 
+_MAY_BE_ZERO = ("class_weight_power", "cpu_unet_min_patch_coverage")
+"""Numeric heuristics where 0 means something (every other one must be positive)."""
+
 
 @dataclass(frozen=True)
 class PlannerHeuristics:
@@ -47,6 +50,12 @@ class PlannerHeuristics:
         cpu_unet_base_features / cpu_unet_max_features: The same when planning for a CPU;
             by default the GPU's widths, the compute budget shrinking batch and patch
             instead (docs/planner.md).
+        cpu_unet_min_patch_coverage / cpu_unet_min_base_features: On a CPU, a U-Net whose
+            patch would cover less than this fraction of the median image (of the median
+            slice, for the 2D U-Net) is planned again at half the width (stage-0 features and
+            cap), down to this many stage-0 features; the first width whose patch covers the
+            fraction is kept, else the narrowest. 0 turns it off. The low-resolution stage
+            keeps the full width: it gets its coverage from a coarser spacing.
         unet_convs_per_stage: Convolutions per encoder and decoder stage.
         unet_min_feature_map: Smallest edge (voxels) a feature map may be pooled down to.
         unet_max_pool_per_axis: Most poolings along any axis.
@@ -136,6 +145,8 @@ class PlannerHeuristics:
     unet_max_features: int = 320
     cpu_unet_base_features: int = 32
     cpu_unet_max_features: int = 320
+    cpu_unet_min_patch_coverage: float = 0.25
+    cpu_unet_min_base_features: int = 16
     unet_convs_per_stage: int = 2
     unet_min_feature_map: int = 4
     unet_max_pool_per_axis: int = 5
@@ -206,7 +217,7 @@ class PlannerHeuristics:
             cast = int if f.type in ("int", int) else float
             value = cast(value)
             object.__setattr__(self, f.name, value)
-            if value <= 0 and f.name != "class_weight_power":
+            if value <= 0 and f.name not in _MAY_BE_ZERO:
                 raise ConfigError(f"heuristic {f.name} must be positive, got {value}")
         self._check_ranges()
 
@@ -231,6 +242,11 @@ class PlannerHeuristics:
         if not 0.5 < self.mirror_order_fraction <= 1:
             raise ConfigError(
                 f"mirror_order_fraction must be in (0.5, 1], got {self.mirror_order_fraction}"
+            )
+        if not 0 <= self.cpu_unet_min_patch_coverage <= 1:
+            raise ConfigError(
+                "cpu_unet_min_patch_coverage must be in [0, 1], got "
+                f"{self.cpu_unet_min_patch_coverage}"
             )
         if not 0 <= self.class_weight_power <= 1:
             raise ConfigError(
@@ -292,6 +308,8 @@ class PlannerHeuristics:
 
 
 RECORDED_BEFORE: dict[str, Any] = {
+    "cpu_unet_min_patch_coverage": 0.0,
+    "cpu_unet_min_base_features": 16,
     "unet_loss": "dice_ce",
     "deepmedic_loss": "ce",
     "augmentation_strength": 1.0,

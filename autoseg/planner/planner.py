@@ -31,7 +31,6 @@ from autoseg.planner.plans import AugmentationPlan, ConfigurationPlan, HardwareT
 from autoseg.planner.spacing import coarse_axis, target_spacing
 from autoseg.planner.unet_plans import (
     PlanningInput,
-    coverage,
     plan_cascade,
     plan_lowres,
     plan_unet2d,
@@ -206,13 +205,8 @@ def _plan_configurations(
     unets: PlanningInput,
 ) -> tuple[dict[str, ConfigurationPlan], dict[str, PlanDecision]]:
     """The U-Net configurations and the decision on each."""
-    fullres = plan_unet3d(unets)
-    covered = coverage(fullres.patch_size, unets.median_shape)
-    decisions = {
-        "unet3d": PlanDecision(
-            True, f"always planned; its patch covers {covered:.0%} of the median image"
-        )
-    }
+    fullres, unet3d = plan_unet3d(unets)
+    decisions = {"unet3d": unet3d}
     unet2d, decisions["unet2d"] = plan_unet2d(unets)
     lowres, decisions["unet3d_lowres"] = plan_lowres(unets, fullres)
     cascade, decisions["unet3d_cascade"] = plan_cascade(unets, fullres, lowres)

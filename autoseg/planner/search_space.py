@@ -97,6 +97,8 @@ SEARCH_SPACE: tuple[ParamSpec, ...] = (
     ParamSpec("unet_loss", "categorical", choices=_LOSSES, configs=UNETS),
     ParamSpec("deepmedic_loss", "categorical", choices=_LOSSES, configs=DEEPMEDIC),
     ParamSpec("augmentation_strength", "float", 0.25, 2.0, log=True),
+    # Last, so that adding it left the draws of the parameters above as they were.
+    ParamSpec("cpu_unet_min_patch_coverage", "float", 0.0, 0.5, device="cpu", configs=UNETS),
 )  # fmt: skip
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from autoseg.networks import UNetConfig
 from autoseg.planner.mirroring import AXIS_NAMES
+from autoseg.planner.unet_topology import unet_width
 
 if TYPE_CHECKING:
     from autoseg.planner.workflow import PlanReport
@@ -28,6 +30,20 @@ def _mirroring_line(report: PlanReport) -> str:
             f"order ({'; '.join(o.describe(names) for o in report.class_orders)})"
         )
     return line
+
+
+def _narrowed_lines(report: PlanReport) -> list[str]:
+    """A line for each U-Net the planner made narrower than the heuristics' width on a CPU
+    (its decision says why)."""
+    plans = report.plans
+    wanted = unet_width(plans.heuristics, on_cpu=plans.hardware.device == "cpu")[0]
+    lines = []
+    for name in ("unet3d", "unet2d"):
+        config = plans.configurations.get(name)
+        network = config.network if config is not None else None
+        if isinstance(network, UNetConfig) and network.features_per_stage[0] < wanted:
+            lines.append(f"{name}: {plans.decisions[name].reason}")
+    return lines
 
 
 def format_plan_summary(report: PlanReport) -> str:
@@ -60,6 +76,7 @@ def format_plan_summary(report: PlanReport) -> str:
         )
     if "unet3d" in plans.configurations:
         lines.append(_mirroring_line(report))
+    lines += _narrowed_lines(report)
     for name, decision in plans.decisions.items():
         if not decision.planned:
             lines.append(f"{name}: not planned ({decision.reason})")

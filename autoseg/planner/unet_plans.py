@@ -33,7 +33,7 @@ from autoseg.planner.fitting import make_budget, make_configuration, training_fo
 from autoseg.planner.hardware_target import HardwareTarget
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.plans import AugmentationPlan, ConfigurationPlan
-from autoseg.planner.unet_topology import UNetChoice, search_unet
+from autoseg.planner.unet_topology import UNetChoice, cpu_unet_widths, search_unet, unet_width
 from autoseg.typing import Shape3, Spacing3
 
 __all__ = [
@@ -77,6 +77,16 @@ class PlanningInput:
     common: Callable[[Spacing3], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class _Searched:
+    """A U-Net search's outcome: the choice, its precision, and why its width is narrower
+    than the heuristics' (empty when it is not)."""
+
+    choice: UNetChoice
+    precision: str
+    width_note: str = ""
+
+
 def _search(
     plan: PlanningInput,
     kind: str,
@@ -85,20 +95,55 @@ def _search(
     dataset_voxels: int,
     channels: int,
     slice_axis: int | None = None,
-) -> tuple[UNetChoice, str]:
-    budget = make_budget(plan.hardware, plan.heuristics, kind)
-    choice = search_unet(
-        spacing,
-        median_shape,
-        dataset_voxels,
-        channels,
-        plan.classes,
-        plan.heuristics,
-        budget.fits,
-        on_cpu=plan.hardware.device == "cpu",
-        slice_axis=slice_axis,
-    )
-    return choice, budget.precision
+    *,
+    narrow: bool = True,
+) -> _Searched:
+    """The largest patch (then batch) that fits, at the widest width whose patch covers
+    ``cpu_unet_min_patch_coverage`` of the median image (slice, in 2D) on a CPU when
+    ``narrow`` (see :func:`~autoseg.planner.unet_topology.cpu_unet_widths`).
+
+    Raises:
+        ValueError: if no patch fits at any width.
+    """
+    h = plan.heuristics
+    on_cpu = plan.hardware.device == "cpu"
+    widths = cpu_unet_widths(h) if on_cpu and narrow else (unet_width(h, on_cpu=on_cpu),)
+    seen = list(median_shape)
+    if slice_axis is not None:
+        seen[slice_axis] = 1
+    budget = make_budget(plan.hardware, h, kind)
+    tried: list[str] = []
+    for index, width in enumerate(widths):
+        last = index == len(widths) - 1
+        try:
+            choice = search_unet(
+                spacing,
+                median_shape,
+                dataset_voxels,
+                channels,
+                plan.classes,
+                h,
+                budget.fits,
+                on_cpu=on_cpu,
+                slice_axis=slice_axis,
+                width=width,
+            )
+        except ValueError:
+            if last:
+                raise
+            tried.append(f"at {width[0]}→{width[1]} no patch fits")
+            continue
+        covered = coverage(choice.patch_size, tuple(seen))  # type: ignore[arg-type]
+        if covered >= h.cpu_unet_min_patch_coverage or last:
+            where = "image" if slice_axis is None else "slice"
+            note = (
+                f"{width[0]}→{width[1]} features ({', '.join(tried)}: under "
+                f"cpu_unet_min_patch_coverage {h.cpu_unet_min_patch_coverage:.0%} of the median "
+                f"{where}; at least cpu_unet_min_base_features {h.cpu_unet_min_base_features})"
+            )
+            return _Searched(choice, budget.precision, note if tried else "")
+        tried.append(f"at {width[0]}→{width[1]} the patch covered {covered:.0%}")
+    raise AssertionError("unreachable: the last width returns or raises")  # pragma: no cover
 
 
 def _entry(
@@ -128,22 +173,34 @@ def coverage(patch: Shape3, median_shape: Shape3 | np.ndarray) -> float:
     return min(1.0, math.prod(patch) / max(1.0, float(np.prod(median_shape))))
 
 
-def plan_unet3d(plan: PlanningInput) -> ConfigurationPlan:
-    """The full-resolution 3D U-Net.
+def _with_width(reason: str, searched: _Searched) -> str:
+    return f"{reason}; {searched.width_note}" if searched.width_note else reason
+
+
+def plan_unet3d(plan: PlanningInput) -> tuple[ConfigurationPlan, PlanDecision]:
+    """The full-resolution 3D U-Net (always planned).
 
     Raises:
         PlansError: if no patch fits the target.
     """
     try:
-        choice, precision = _search(
+        searched = _search(
             plan, "unet3d", plan.spacing, plan.median_shape, plan.dataset_voxels, plan.channels
         )
     except ValueError as err:
         raise PlansError(f"unet3d: {err}; raise --gpu-memory or lower the heuristics") from None
     oversample = plan.heuristics.unet_foreground_oversample
-    return _entry(
-        plan, "unet3d", choice, precision, plan.common(plan.spacing), oversample=oversample
+    config = _entry(
+        plan,
+        "unet3d",
+        searched.choice,
+        searched.precision,
+        plan.common(plan.spacing),
+        oversample=oversample,
     )
+    covered = coverage(config.patch_size, plan.median_shape)
+    reason = f"always planned; its patch covers {covered:.0%} of the median image"
+    return config, PlanDecision(True, _with_width(reason, searched))
 
 
 def slice_axis_for(spacing: Spacing3) -> int:
@@ -173,7 +230,7 @@ def plan_unet2d(plan: PlanningInput) -> tuple[ConfigurationPlan | None, PlanDeci
     """The 2D U-Net on slices across :func:`slice_axis_for` of the target spacing."""
     axis = slice_axis_for(plan.spacing)
     try:
-        choice, precision = _search(
+        searched = _search(
             plan,
             "unet2d",
             plan.spacing,
@@ -191,7 +248,13 @@ def plan_unet2d(plan: PlanningInput) -> tuple[ConfigurationPlan | None, PlanDeci
     )
     oversample = plan.heuristics.unet_foreground_oversample
     config = _entry(
-        plan, "unet2d", choice, precision, common, oversample=oversample, batch_dice=True
+        plan,
+        "unet2d",
+        searched.choice,
+        searched.precision,
+        common,
+        oversample=oversample,
+        batch_dice=True,
     )
     spacing = "x".join(f"{s:.3g}" for s in plan.spacing)
     why = (
@@ -199,9 +262,8 @@ def plan_unet2d(plan: PlanningInput) -> tuple[ConfigurationPlan | None, PlanDeci
         if max(plan.spacing) > min(plan.spacing) * (1 + 1e-3)
         else "no axis is coarser, so the first"
     )
-    return config, PlanDecision(
-        True, f"always planned (as nnU-Net's 2d); slices across {_AXES[axis]}, {why}"
-    )
+    reason = f"always planned (as nnU-Net's 2d); slices across {_AXES[axis]}, {why}"
+    return config, PlanDecision(True, _with_width(reason, searched))
 
 
 def _coarser(spacing: np.ndarray, step: float) -> np.ndarray:
@@ -235,7 +297,8 @@ def plan_lowres(
         target: Spacing3 = tuple(float(v) for v in spacing)  # type: ignore[assignment]
         voxels = int(plan.dataset_voxels * np.prod(scale))
         try:
-            choice, precision = _search(plan, "unet3d", target, shape, voxels, plan.channels)
+            searched = _search(plan, "unet3d", target, shape, voxels, plan.channels, narrow=False)
+            choice, precision = searched.choice, searched.precision
         except ValueError as err:
             return None, PlanDecision(False, f"no low-resolution patch fits: {err}")
         if coverage(choice.patch_size, median) >= h.lowres_patch_fraction:
@@ -283,9 +346,9 @@ def plan_cascade(
         choice = UNetChoice(network, fullres.patch_size, fullres.batch_size)
     else:
         try:
-            choice, _ = _search(
+            choice = _search(
                 plan, "unet3d", plan.spacing, plan.median_shape, plan.dataset_voxels, channels
-            )
+            ).choice
         except ValueError as err:
             return None, PlanDecision(False, f"no cascade patch fits: {err}")
     config = _entry(plan, "unet3d_cascade", choice, budget.precision, common, **stage)

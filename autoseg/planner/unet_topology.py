@@ -26,11 +26,13 @@ from autoseg.typing import Shape3, Spacing3
 
 __all__ = [
     "UNetChoice",
+    "cpu_unet_widths",
     "initial_patch_size",
     "initial_slice_patch_size",
     "pooling_topology",
     "search_unet",
     "unet_config_for_patch",
+    "unet_width",
 ]
 
 Cost = Callable[[UNetConfig, Shape3, int], bool]
@@ -87,6 +89,26 @@ def pooling_topology(
     return tuple(strides), tuple(kernels), padded
 
 
+def unet_width(heuristics: PlannerHeuristics, *, on_cpu: bool) -> tuple[int, int]:
+    """(stage-0 features, cap) of the U-Net the heuristics ask for on a CPU or a GPU."""
+    if on_cpu:
+        return heuristics.cpu_unet_base_features, heuristics.cpu_unet_max_features
+    return heuristics.unet_base_features, heuristics.unet_max_features
+
+
+def cpu_unet_widths(heuristics: PlannerHeuristics) -> tuple[tuple[int, int], ...]:
+    """The CPU U-Net widths the planner may try, widest first: ``cpu_unet_base_features`` and
+    ``cpu_unet_max_features``, both halved while the stage-0 width stays at least
+    ``cpu_unet_min_base_features`` (only the first when ``cpu_unet_min_patch_coverage`` is 0)."""
+    base, cap = unet_width(heuristics, on_cpu=True)
+    widths = [(base, cap)]
+    if heuristics.cpu_unet_min_patch_coverage > 0:
+        while base // 2 >= heuristics.cpu_unet_min_base_features:
+            base, cap = base // 2, max(base // 2, cap // 2)
+            widths.append((base, cap))
+    return tuple(widths)
+
+
 def _drop(values: Sequence[Any], axis: int | None) -> tuple[Any, ...]:
     return tuple(v for a, v in enumerate(values) if a != axis)
 
@@ -100,10 +122,12 @@ def unet_config_for_patch(
     *,
     on_cpu: bool,
     slice_axis: int | None = None,
+    width: tuple[int, int] | None = None,
 ) -> tuple[UNetConfig, Shape3]:
     """The U-Net description for ``patch_size`` and the (divisor-padded) patch it takes.
 
-    With ``slice_axis`` a 2D U-Net on the other two axes (the patch is 1 along it)."""
+    With ``slice_axis`` a 2D U-Net on the other two axes (the patch is 1 along it). ``width``
+    is (stage-0 features, cap); None: the heuristics' for the device (:func:`unet_width`)."""
     strides, kernels, padded = pooling_topology(
         _drop(patch_size, slice_axis), _drop(spacing, slice_axis), heuristics
     )
@@ -111,8 +135,7 @@ def unet_config_for_patch(
         raise ValueError(f"patch {tuple(patch_size)} is too small to pool even once")
     if slice_axis is not None:
         padded = (*padded[:slice_axis], 1, *padded[slice_axis:])
-    base = heuristics.cpu_unet_base_features if on_cpu else heuristics.unet_base_features
-    cap = heuristics.cpu_unet_max_features if on_cpu else heuristics.unet_max_features
+    base, cap = width if width is not None else unet_width(heuristics, on_cpu=on_cpu)
     features = tuple(min(base * 2**stage, cap) for stage in range(len(strides)))
     config = UNetConfig(
         kind="unet3d" if slice_axis is None else "unet2d",
@@ -173,8 +196,10 @@ def search_unet(
     *,
     on_cpu: bool,
     slice_axis: int | None = None,
+    width: tuple[int, int] | None = None,
 ) -> UNetChoice:
-    """Largest patch (then batch) that ``fits``.
+    """Largest patch (then batch) that ``fits``, at ``width`` (see
+    :func:`unet_config_for_patch`).
 
     With ``slice_axis`` the 2D U-Net on slices across that axis: the patch starts at
     :func:`initial_slice_patch_size` and the batch range is the 2D one.
@@ -204,6 +229,7 @@ def search_unet(
                 heuristics,
                 on_cpu=on_cpu,
                 slice_axis=slice_axis,
+                width=width,
             )
         except ValueError:
             raise ValueError(

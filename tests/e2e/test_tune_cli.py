@@ -66,27 +66,36 @@ def test_three_trials_killed_mid_trial_then_resumed(
     _, work, common = setup
     args = [*common, "--trials", "3", "--epochs", "3"]
     process = subprocess.Popen(_command(args), env=_env())
-    log = work / "tuning/studies" / STUDY / "trial_1/Phantom/results/unet3d/fold_0/log.jsonl"
+    studies = work / "tuning/studies" / STUDY
+    # The first trial after the defaults' that trains (a sampled trial whose plan fails is
+    # pruned before it trains, so which one that is depends on the sampler's draws).
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if log.is_file() and log.read_text().strip():
-            break
+    killed = None
+    while time.monotonic() < deadline and process.poll() is None and killed is None:
+        for log in studies.glob("trial_*/Phantom/results/unet3d/fold_0/log.jsonl"):
+            number = int(log.parents[4].name.removeprefix("trial_"))
+            if number >= 1 and log.read_text().strip():
+                killed = number
         time.sleep(0.02)
-    assert process.poll() is None, "the worker ended before it could be killed"
-    process.send_signal(signal.SIGKILL)  # in trial 1, after its first epoch
+    assert process.poll() is None and killed is not None, "the worker ended before the kill"
+    process.send_signal(signal.SIGKILL)  # in that trial, after its first epoch
     process.wait(timeout=30)
-    assert [t.state for t in _study(work).trials] == [TrialState.COMPLETE, TrialState.RUNNING]
+    before = [t.state for t in _study(work).trials]
+    assert before[0] == TrialState.COMPLETE and before[killed] == TrialState.RUNNING
+    assert all(s == TrialState.PRUNED for s in before[1:killed])
     time.sleep(3.5)  # heartbeat 1 s: silent for > 2 s means dead
+    # A failed trial counts as finished: one more than the killed trial's number retries it.
+    args = [*common, "--trials", str(killed + 2), "--epochs", "3"]
     assert main(["tune", *args]) == 0
     trials = _study(work).trials
-    states = [t.state for t in trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert trials[2].params == trials[1].params  # the killed trial's parameters, retried
-    assert trials[2].system_attrs["failed_trial"] == 1
+    assert [t.state for t in trials[killed:]] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[-1].params == trials[killed].params  # the killed trial's parameters, retried
+    assert trials[-1].system_attrs["failed_trial"] == killed
     out = capsys.readouterr().out
-    assert re.search(r"trial\s+2\s+COMPLETE", out) and "finished trials: 3 of 3" in out
+    assert re.search(rf"trial\s+{killed + 1}\s+COMPLETE", out)
+    assert f"finished trials: {killed + 2} of {killed + 2}" in out
     assert main(["tune", *args]) == 0  # the study is full: nothing more to do
-    assert "no trial run" in capsys.readouterr().out and len(_study(work).trials) == 3
+    assert "no trial run" in capsys.readouterr().out and len(_study(work).trials) == killed + 2
 
 
 def _outcomes(stdout: str) -> dict[int, str]:

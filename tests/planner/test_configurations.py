@@ -206,14 +206,83 @@ def test_plans_from_before_the_newer_heuristics_still_load() -> None:
     rules existed (same plans schema) still predicts: what those plans did is filled in."""
     plans = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (64, 64, 64)), PlannerHeuristics(), CPU)
     data = json.loads(json.dumps(plans.to_dict()))
-    for key in ("unet_loss", "deepmedic_loss", "augmentation_strength"):
+    for key in (
+        "unet_loss",
+        "deepmedic_loss",
+        "augmentation_strength",
+        "cpu_unet_min_patch_coverage",
+        "cpu_unet_min_base_features",
+    ):
         del data["heuristics"][key]
     for config in data["configurations"].values():
         del config["loss"], config["batch_dice"]
     again = Plans.from_dict(data)
     assert again.heuristics.deepmedic_loss == "ce"  # what DeepMedic trained with then
     assert again.heuristics.augmentation_strength == 1.0
+    assert again.heuristics.cpu_unet_min_patch_coverage == 0.0  # never narrowed then
     assert not any(c.batch_dice for c in again.configurations.values())
     del data["heuristics"]["unet_lr"]  # a heuristic that plans of this schema always had
     with pytest.raises(Exception, match="missing keys: unet_lr"):
         Plans.from_dict(data)
+
+
+def _stage0(plans: Plans, name: str) -> int:
+    network = plans.configurations[name].network
+    assert isinstance(network, UNetConfig)
+    return network.features_per_stage[0]
+
+
+def test_a_cpu_unet_narrows_when_its_patch_would_see_too_little() -> None:
+    """On a CPU the compute budget shrinks the patch of a wide U-Net; where that patch would
+    cover less than cpu_unet_min_patch_coverage of the median image, the width halves (down
+    to cpu_unet_min_base_features) and the patch grows back."""
+    brain = _fingerprint((1.0, 1.0, 1.0), (138, 169, 138))
+    wide = plan_dataset(brain, PlannerHeuristics(cpu_unet_min_patch_coverage=0.0), CPU)
+    plans = plan_dataset(brain, PlannerHeuristics(), CPU)
+    assert _stage0(wide, "unet3d") == 32 and _stage0(plans, "unet3d") == 16
+    narrow = plans.configurations["unet3d"].network
+    assert isinstance(narrow, UNetConfig) and max(narrow.features_per_stage) <= 160
+    median = math.prod(brain.median_shape_after_crop)
+    wide_cover = math.prod(wide.configurations["unet3d"].patch_size) / median
+    narrow_cover = math.prod(plans.configurations["unet3d"].patch_size) / median
+    assert wide_cover < 0.25 and narrow_cover > 2 * wide_cover
+    reason = plans.decisions["unet3d"].reason
+    assert f"at 32→320 the patch covered {wide_cover:.0%}" in reason
+    assert reason.endswith("cpu_unet_min_base_features 16)") and "16→160 features" in reason
+    # The cascade takes unet3d's network; the low-resolution stage keeps the full width, as
+    # its coarser spacing gives it the coverage.
+    assert _stage0(plans, "unet3d_cascade") == 16 and _stage0(plans, "unet3d_lowres") == 32
+    _check_fits(plans)
+    # Down to cpu_unet_min_base_features, never below, and never wider than asked for.
+    eight = PlannerHeuristics(cpu_unet_min_base_features=8)
+    assert _stage0(plan_dataset(brain, eight, CPU), "unet3d") == 8
+    twelve = PlannerHeuristics(cpu_unet_base_features=12, cpu_unet_max_features=96)
+    assert _stage0(plan_dataset(brain, twelve, CPU), "unet3d") == 12
+
+
+def test_a_cpu_unet_that_sees_enough_keeps_its_width() -> None:
+    """Hippocampus-sized images: the patch covers the image at 32 features, so no narrowing;
+    a 2D U-Net judges its coverage on the median slice; a GPU plan never narrows."""
+    small = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (36, 50, 35)), PlannerHeuristics(), CPU)
+    assert _stage0(small, "unet3d") == 32 and _stage0(small, "unet2d") == 32
+    assert "features" not in small.decisions["unet3d"].reason
+    ct = _fingerprint((0.8, 0.8, 0.8), (400, 512, 512))
+    cpu = plan_dataset(ct, PlannerHeuristics(), CPU)
+    slice_cover = math.prod(cpu.configurations["unet2d"].patch_size) / (512 * 512)
+    assert _stage0(cpu, "unet2d") == 16 and "of the median slice" in cpu.decisions["unet2d"].reason
+    assert slice_cover >= 0.25 or "16→160" in cpu.decisions["unet2d"].reason
+    gpu = plan_dataset(ct, PlannerHeuristics(unet_min_batch_size=2), GPU)
+    assert _stage0(gpu, "unet3d") == 32 and "features" not in gpu.decisions["unet3d"].reason
+
+
+def test_the_width_rule_reaches_the_plan_summary() -> None:
+    from autoseg.planner.summary import format_plan_summary
+    from autoseg.planner.workflow import PlanReport, PreprocessingReport
+
+    brain = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (138, 169, 138)), PlannerHeuristics(), CPU)
+    lines = format_plan_summary(PlanReport(brain, False, False, PreprocessingReport({}, {})))
+    narrowed = [x for x in lines.splitlines() if x.startswith("unet3d: always planned")]
+    assert len(narrowed) == 1 and "16→160 features (at 32→320 the patch covered" in narrowed[0]
+    small = plan_dataset(_fingerprint((1.0, 1.0, 1.0), (36, 50, 35)), PlannerHeuristics(), CPU)
+    text = format_plan_summary(PlanReport(small, False, False, PreprocessingReport({}, {})))
+    assert "features (" not in text

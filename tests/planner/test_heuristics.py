@@ -44,6 +44,9 @@ def test_unknown_key_suggests_the_nearest(tmp_path: Path) -> None:
         ("unet_base_features", 0, "positive"),
         ("spacing_percentile", 120, r"\[0, 100\]"),
         ("deepmedic_subsample_factors", [1], ">= 2"),
+        ("cpu_unet_min_patch_coverage", 1.5, r"in \[0, 1\]"),
+        ("cpu_unet_min_patch_coverage", -0.1, r"in \[0, 1\]"),
+        ("cpu_unet_min_base_features", 0, "positive"),
     ],
 )
 def test_out_of_range_values_are_rejected(key: str, value: object, match: str) -> None:

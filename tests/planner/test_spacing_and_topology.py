@@ -87,3 +87,20 @@ def test_search_reports_when_nothing_fits() -> None:
         search_unet(
             (1.0, 1.0, 1.0), (64, 64, 64), 10**7, 1, 2, H, lambda c, p, b: False, on_cpu=True
         )
+
+
+def test_cpu_unet_widths_halve_down_to_the_floor() -> None:
+    from autoseg.planner.unet_topology import cpu_unet_widths
+
+    assert cpu_unet_widths(PlannerHeuristics()) == ((32, 320), (16, 160))
+    assert cpu_unet_widths(PlannerHeuristics(cpu_unet_min_base_features=8)) == (
+        (32, 320),
+        (16, 160),
+        (8, 80),
+    )
+    off = PlannerHeuristics(cpu_unet_min_patch_coverage=0.0)
+    assert cpu_unet_widths(off) == ((32, 320),)
+    narrow = PlannerHeuristics(cpu_unet_base_features=12, cpu_unet_max_features=16)
+    assert cpu_unet_widths(narrow) == ((12, 16),)
+    capped = PlannerHeuristics(cpu_unet_base_features=32, cpu_unet_max_features=40)
+    assert cpu_unet_widths(capped) == ((32, 40), (16, 20))
