@@ -83,6 +83,11 @@ def _nested(path: Path, prefix: str = "", suffix: str = "") -> Path:
     return path
 
 
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 ERROR_CASES: dict[str, Callable[[Path, Path], list[str]]] = {
     "case id": lambda ds, tmp: ["verify", str(_manifest(ds, tmp, "../../x"))],
     "label loop": lambda ds, tmp: ["verify", str(_broken(ds, tmp, _label_loop))],
@@ -98,6 +103,16 @@ ERROR_CASES: dict[str, Callable[[Path, Path], list[str]]] = {
         str(tmp / "w"),
         "--heuristics",
         str(_nested(tmp / "h.json")),
+    ],
+    "image too small to pool": lambda ds, tmp: [
+        "plan",
+        str(ds),
+        "--work",
+        str(tmp / "w"),
+        "--gpu-memory",
+        "24GB",
+        "--heuristics",
+        str(_written(tmp / "h.json", '{"unet_min_feature_map": 32}')),
     ],
     "negative duration": lambda ds, tmp: ["train", "--time-budget", "-5m"],
     "negative clip": lambda ds, tmp: ["train", "--grad-clip", "-1"],

@@ -33,7 +33,13 @@ from autoseg.planner.fitting import make_budget, make_configuration, training_fo
 from autoseg.planner.hardware_target import HardwareTarget
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.plans import AugmentationPlan, ConfigurationPlan
-from autoseg.planner.unet_topology import UNetChoice, cpu_unet_widths, search_unet, unet_width
+from autoseg.planner.unet_topology import (
+    ImageTooSmallError,
+    UNetChoice,
+    cpu_unet_widths,
+    search_unet,
+    unet_width,
+)
 from autoseg.typing import Shape3, Spacing3
 
 __all__ = [
@@ -128,6 +134,8 @@ def _search(
                 slice_axis=slice_axis,
                 width=width,
             )
+        except ImageTooSmallError:
+            raise  # no width helps
         except ValueError:
             if last:
                 raise
@@ -187,6 +195,8 @@ def plan_unet3d(plan: PlanningInput) -> tuple[ConfigurationPlan, PlanDecision]:
         searched = _search(
             plan, "unet3d", plan.spacing, plan.median_shape, plan.dataset_voxels, plan.channels
         )
+    except ImageTooSmallError as err:
+        raise PlansError(f"unet3d: {err}; lower unet_min_feature_map") from None
     except ValueError as err:
         raise PlansError(f"unet3d: {err}; raise --gpu-memory or lower the heuristics") from None
     oversample = plan.heuristics.unet_foreground_oversample

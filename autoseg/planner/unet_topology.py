@@ -25,6 +25,7 @@ from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.typing import Shape3, Spacing3
 
 __all__ = [
+    "ImageTooSmallError",
     "UNetChoice",
     "cpu_unet_widths",
     "initial_patch_size",
@@ -40,6 +41,11 @@ Cost = Callable[[UNetConfig, Shape3, int], bool]
 
 
 Axes = tuple[int, ...]
+
+
+class ImageTooSmallError(ValueError):
+    """The median image cannot be pooled even once at ``unet_min_feature_map``: no memory
+    or compute target would help, only a smaller minimum feature map."""
 
 
 def pooling_topology(
@@ -211,6 +217,7 @@ def search_unet(
     most ``unet_max_dataset_fraction`` of all voxels), never below the minimum batch.
 
     Raises:
+        ImageTooSmallError: if the first patch cannot be pooled even once.
         ValueError: if not even the smallest patch fits (the target is too small).
     """
     if slice_axis is None:
@@ -219,6 +226,7 @@ def search_unet(
     else:
         patch = initial_slice_patch_size(target_spacing, median_shape, slice_axis, heuristics)
         min_batch, max_batch = heuristics.unet2d_min_batch_size, heuristics.unet2d_max_batch_size
+    first = patch
     while True:
         try:
             config, padded = unet_config_for_patch(
@@ -232,6 +240,11 @@ def search_unet(
                 width=width,
             )
         except ValueError:
+            if patch == first:
+                raise ImageTooSmallError(
+                    f"the median image {tuple(median_shape)} (patch {patch}) is too small to "
+                    f"pool even once with unet_min_feature_map {heuristics.unet_min_feature_map}"
+                ) from None
             raise ValueError(
                 f"no U-Net patch fits the memory/compute target (smallest tried {patch})"
             ) from None

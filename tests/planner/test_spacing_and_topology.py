@@ -89,6 +89,21 @@ def test_search_reports_when_nothing_fits() -> None:
         )
 
 
+def test_an_image_too_small_to_pool_says_so_and_not_memory() -> None:
+    from autoseg.planner.unet_topology import ImageTooSmallError
+
+    fine = PlannerHeuristics(unet_min_feature_map=8)
+    with pytest.raises(ImageTooSmallError, match="unet_min_feature_map 8"):
+        search_unet(
+            (1.0, 1.0, 1.0), (10, 15, 15), 10**5, 1, 2, fine, lambda c, p, b: True, on_cpu=True
+        )
+    # The same image at the default minimum feature map pools, and plans.
+    choice = search_unet(
+        (1.0, 1.0, 1.0), (10, 15, 15), 10**5, 1, 2, H, lambda c, p, b: True, on_cpu=True
+    )
+    assert choice.batch_size >= H.unet_min_batch_size
+
+
 def test_cpu_unet_widths_halve_down_to_the_floor() -> None:
     from autoseg.planner.unet_topology import cpu_unet_widths
 
