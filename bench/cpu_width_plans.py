@@ -12,14 +12,13 @@ the 2D U-Net) one patch covers. It plans only: no training, seconds.
     python bench/cpu_width_plans.py --speed W/cpu_speed.json
 
 The accuracy side of the trade-off is not measured here (RESULTS.md has it for Hippocampus
-only, where every width's patch covers the whole image). No assertions: a benchmark prints.
+only, on a slow CPU where the rule narrows). No assertions: a benchmark prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from autoseg.planner.hardware_target import CpuSpeed, HardwareTarget
 from autoseg.planner.heuristics import PlannerHeuristics
 from autoseg.planner.planner import plan_dataset
 from autoseg.planner.plans import Plans
+from autoseg.planner.unet_plans import coverage
 
 
 @dataclass(frozen=True)
@@ -90,13 +90,11 @@ def rows_for(data: DatasetShape, plans: Plans, label: str) -> list[str]:
         if not name.startswith("unet"):
             continue
         patch = config.patch_size
-        median = plans.configurations[name].target_spacing
-        scale = [f / t for f, t in zip(data.spacing, median)]
+        scale = [f / t for f, t in zip(data.spacing, config.target_spacing)]
         image = [max(1, round(s * c)) for s, c in zip(data.shape, scale)]
         if name == "unet2d":
-            axis = patch.index(1)
-            image[axis] = 1
-        covered = min(1.0, math.prod(patch) / math.prod(image))
+            image[patch.index(1)] = 1
+        covered = coverage(patch, tuple(image))  # type: ignore[arg-type]
         features = config.network.features_per_stage  # type: ignore[union-attr]
         seconds = plans.hardware.iteration_seconds(
             name, config.precision, config.estimated_gflops_per_iteration
