@@ -21,23 +21,28 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from autoseg.data.dataset import Dataset
 from autoseg.data.formats import load_dataset
 from autoseg.data.imageio import read_image
+from autoseg.workspace import Workspace
 
 
 def fold_false_positives(
-    work: Path, config: str, fold: int, labels: dict[str, Path], far: float
+    work: Workspace, config: str, fold: int, dataset: Dataset, far: float
 ) -> dict[str, float]:
     """Mean false-positive voxels per case, those beyond ``far`` voxels, and pred/ref volume."""
-    folder = work / "results" / config / f"fold_{fold}" / "validation"
-    predictions = sorted(folder.glob("*.nii.gz"))
-    if not predictions:
+    folder = work.fold_paths(config, fold).validation
+    cases = [
+        (folder / f"{c.case_id}{dataset.file_ending}", c.label)
+        for c in dataset.cases
+        if c.label is not None and (folder / f"{c.case_id}{dataset.file_ending}").is_file()
+    ]
+    if not cases:
         raise SystemExit(f"no exported validation predictions in {folder}")
     fp, fp_far, predicted, reference = [], [], 0, 0
-    for path in predictions:
-        case_id = path.name.removesuffix(".nii.gz")
-        pred = read_image(path)[0] > 0
-        ref = read_image(labels[case_id])[0] > 0.5
+    for prediction, label in cases:
+        pred = read_image(prediction)[0] > 0
+        ref = np.rint(read_image(label)[0]) > 0  # float32 label files (MSD) included
         wrong = pred & ~ref
         distance = ndimage.distance_transform_edt(~ref) if ref.any() else np.full(ref.shape, np.inf)
         fp.append(int(wrong.sum()))
@@ -45,7 +50,7 @@ def fold_false_positives(
         predicted += int(pred.sum())
         reference += int(ref.sum())
     return {
-        "cases": len(predictions),
+        "cases": len(cases),
         "false_positive_voxels_per_case": float(np.mean(fp)),
         "far_false_positive_voxels_per_case": float(np.mean(fp_far)),
         "cases_with_far_false_positives": int(sum(v > 0 for v in fp_far)),
@@ -60,9 +65,8 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", type=int, default=[0])
     parser.add_argument("--far", type=float, default=3.0, help="voxels from any foreground")
     args = parser.parse_args()
-    source = json.loads((args.work / "source.json").read_text())
-    dataset = load_dataset(source["dataset"])
-    labels = {c.case_id: c.label for c in dataset.cases if c.label is not None}
+    work = Workspace(args.work)
+    dataset = load_dataset(json.loads(work.source_json.read_text())["dataset"])
     print(
         f"| configuration | fold | cases | FP voxels per case | of them > {args.far:g} voxels "
         "from foreground | cases with far FPs | predicted / reference voxels |"
@@ -70,7 +74,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for config in args.configs:
         for fold in args.folds:
-            r = fold_false_positives(args.work, config, fold, labels, args.far)
+            r = fold_false_positives(work, config, fold, dataset, args.far)
             print(
                 f"| {config} | {fold} | {r['cases']} | {r['false_positive_voxels_per_case']:.0f} "
                 f"| {r['far_false_positive_voxels_per_case']:.1f} "
