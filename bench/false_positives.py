@@ -32,11 +32,8 @@ def fold_false_positives(
 ) -> dict[str, float]:
     """Mean false-positive voxels per case, those beyond ``far`` voxels, and pred/ref volume."""
     folder = work.fold_paths(config, fold).validation
-    cases = [
-        (folder / f"{c.case_id}{dataset.file_ending}", c.label)
-        for c in dataset.cases
-        if c.label is not None and (folder / f"{c.case_id}{dataset.file_ending}").is_file()
-    ]
+    labelled = [(folder / f"{c.case_id}{dataset.file_ending}", c.label) for c in dataset.cases]
+    cases = [(p, label) for p, label in labelled if label is not None and p.is_file()]
     if not cases:
         raise SystemExit(f"no exported validation predictions in {folder}")
     fp, fp_far, predicted, reference = [], [], 0, 0
